@@ -1,0 +1,244 @@
+"""The three-step bi-level loop and GDW's two-stage weight generation (Section 3.4, Eq. 9-12).
+
+Step 1 takes a virtual SGD step ``theta_hat = theta - lr * D2^T G`` with the ``(n, C)`` matrix
+``G`` sent into the training batch's logits (Eq. 9). Step 2 needs the meta loss's gradient with
+respect to whatever shaped ``G``. Because ``theta_hat`` is linear in ``G``,
+
+    dL_meta / dG = -lr * (J v),   J = dlogits/dtheta (training batch),   v = grad L_meta(theta_hat),
+
+and ``J v`` is a Jacobian-vector product: one forward-mode pass (:func:`torch.func.jvp`), with
+no second-order graph. :func:`meta_gradient` computes it that way by default, and also by the
+classic double backward through a functional copy of the model (``method="reference"``), which
+is slower but obviously correct; the tests check that the two agree.
+
+Any ``nn.Module`` works, BatchNorm in train mode included: each functional call gets its own
+copy of the buffers, so look-ahead forwards never touch the model's running statistics, which
+are updated once per iteration by the real forward, as in the public code.
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from typing import Literal, Mapping
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.func import functional_call, jvp
+
+from ._checks import check_matrix, check_same_shape, check_targets
+from .constraint import zero_mean_constraint
+from .gradients import D1, f_omega, logit_backward
+
+MetaMethod = Literal["jvp", "reference"]
+StepRule = Literal["code", "paper"]
+
+
+def trainable_parameters(model: nn.Module) -> dict[str, Tensor]:
+    """The parameters that training updates, detached from the module, keyed by name."""
+    return {k: p.detach() for k, p in model.named_parameters() if p.requires_grad}
+
+
+def functional_logits(model: nn.Module, params: Mapping[str, Tensor], x: Tensor) -> Tensor:
+    """``model(x)`` evaluated at ``params`` instead of the module's own parameters.
+
+    Buffers are passed as fresh copies: a BatchNorm layer in train mode then normalises with
+    the batch statistics and writes its running statistics into the throwaway copy.
+    """
+    buffers = {k: b.clone() for k, b in model.named_buffers()}
+    return functional_call(model, ({**params, **buffers}), (x,), strict=False)
+
+
+def lookahead(params: Mapping[str, Tensor], grads: Mapping[str, Tensor], lr: float) -> dict[str, Tensor]:
+    """Step 1 / Eq. 9: the virtual step ``theta_hat = theta - lr * grad``.
+
+    Plain gradient descent, without momentum or weight decay, as in the public code.
+    """
+    missing = set(params) - set(grads)
+    if missing:
+        raise ValueError(f"`grads` lacks entries for parameters {sorted(missing)[:5]}")
+    return {k: p - lr * grads[k] for k, p in params.items()}
+
+
+@dataclass
+class MetaGradient:
+    """The meta loss at the look-ahead parameters and its gradient with respect to ``G``."""
+
+    grad_G: Tensor
+    meta_loss: Tensor
+
+
+def meta_gradient(
+    model: nn.Module,
+    x: Tensor,
+    G: Tensor,
+    x_meta: Tensor,
+    y_meta: Tensor,
+    lr: float,
+    *,
+    method: MetaMethod = "jvp",
+    step_grads: Mapping[str, Tensor] | None = None,
+) -> MetaGradient:
+    """``dL_meta(theta_hat)/dG`` for ``theta_hat = theta - lr * J^T G`` (Steps 1-2).
+
+    ``G`` is the ``(n, C)`` matrix sent into the logits of the training batch ``x`` at the
+    model's current parameters ``theta``; ``L_meta`` is the mean cross-entropy of the meta batch
+    at ``theta_hat``. ``step_grads``, when given, is ``J^T G`` already computed by the caller
+    from its own forward pass (the training loop reuses Step 1's forward), keyed by parameter
+    name; it is used by the ``"jvp"`` method only.
+
+    ``method="jvp"``: one backward at ``theta_hat`` gives ``v``, one forward-mode pass gives
+    ``J v``. ``method="reference"``: ``theta_hat`` is built with ``create_graph=True`` and the
+    meta loss is differentiated through it (the double backward of MW-Net-style code).
+    """
+    check_matrix(G, "G")
+    params = trainable_parameters(model)
+    if method == "jvp":
+        if step_grads is None:
+            theta = {k: p.clone().requires_grad_() for k, p in params.items()}
+            logits = functional_logits(model, theta, x)
+            check_same_shape(G, "G", logits, "logits of x")
+            step_grads = dict(zip(theta, logit_backward(logits, G, theta.values())))
+        theta_hat = {k: p.detach().requires_grad_() for k, p in lookahead(params, step_grads, lr).items()}
+        meta_loss = F.cross_entropy(functional_logits(model, theta_hat, x_meta), y_meta)
+        v = dict(zip(theta_hat, torch.autograd.grad(meta_loss, list(theta_hat.values()))))
+        with warnings.catch_warnings():
+            # torch's first forward-mode call scripts its decompositions and warns about it
+            warnings.filterwarnings("ignore", message=".*torch.jit.script.*deprecated")
+            _, jv = jvp(lambda p: functional_logits(model, p, x), (params,), (v,))
+        return MetaGradient(grad_G=-lr * jv, meta_loss=meta_loss.detach())
+    if method == "reference":
+        G = G.detach().requires_grad_()
+        theta = {k: p.clone().requires_grad_() for k, p in params.items()}
+        logits = functional_logits(model, theta, x)
+        check_same_shape(G, "G", logits, "logits of x")
+        grads = dict(zip(theta, logit_backward(logits, G, theta.values(), create_graph=True)))
+        meta_loss = F.cross_entropy(functional_logits(model, lookahead(theta, grads, lr), x_meta), y_meta)
+        (grad_G,) = torch.autograd.grad(meta_loss, G)
+        return MetaGradient(grad_G=grad_G, meta_loss=meta_loss.detach())
+    raise ValueError(f"unknown `method` {method!r}: use 'jvp' (fast) or 'reference' (double backward)")
+
+
+def first_stage_weights(w: Tensor, num_classes: int) -> Tensor:
+    """Eq. 9: the first-stage class-level weights ``omega_i = w_i 1``, ``w_i`` cloned C times."""
+    if w.dim() == 2 and w.shape[1] == 1:
+        w = w[:, 0]
+    if w.dim() != 1:
+        raise ValueError(f"`w` must hold one weight per instance, shape (n,), got {tuple(w.shape)}")
+    if not torch.isfinite(w).all():
+        raise ValueError("`w` contains NaN or infinite weights")
+    return w[:, None].expand(-1, num_classes)
+
+
+def intermediate_gradient(grad_G: Tensor, d1: Tensor) -> Tensor:
+    """The intermediate gradient ``g = dL_meta/domega`` of Fig. 2, for ``G = omega (x) D1 / n``.
+
+    By the chain rule ``g = dL_meta/dG (x) D1 / n``: it comes for free with Step 2's backward.
+    """
+    check_same_shape(grad_G, "grad_G", d1, "d1")
+    return grad_G * d1 / d1.shape[0]
+
+
+def paper_step(omega: Tensor, g: Tensor, omega_lr: float) -> Tensor:
+    """Eq. 11 as printed: ``omega' = omega - eta_omega g``."""
+    check_same_shape(g, "g", omega, "omega")
+    return omega - omega_lr * g
+
+
+def code_step(
+    omega: Tensor, g: Tensor, outer_lr: float, *, clip: float = 0.2, bounds: tuple[float, float] = (1e-6, 1e6),
+) -> Tensor:
+    """The public code's Step-2 update of the class-level weights.
+
+    ``omega' = clamp(omega - clamp(outer_lr * g / sum|g|, -clip, clip), *bounds)``, where the sum
+    runs over the whole ``(n, C)`` batch. The mean step per entry is ``outer_lr / (n C)``. Where
+    ``g`` is all zero the weights are left unchanged (the public code would divide by zero).
+    """
+    check_same_shape(g, "g", omega, "omega")
+    total = g.abs().sum()
+    update = torch.zeros_like(g) if total == 0 else (outer_lr * g / total).clamp(-clip, clip)
+    return (omega - update).clamp(*bounds)
+
+
+@dataclass
+class GDWIteration:
+    """Everything one GDW iteration computes, for inspection (notebook 04, statistics)."""
+
+    logits: Tensor          # the real forward of Step 1/3 (graph kept for Step 3's backward)
+    d1: Tensor              # D1 = p - y of the training batch
+    w: Tensor               # instance weights from the weighting network
+    omega: Tensor           # first-stage class-level weights (Eq. 9, after the constraint)
+    grad_G: Tensor          # dL_meta/dG
+    g: Tensor               # intermediate gradient on omega
+    omega_step: Tensor      # after the Step-2 update (Eq. 11 or the code's step)
+    omega_prime: Tensor     # second-stage weights after the zero-mean constraint
+    G_step3: Tensor         # omega' (x) D1 / n, sent into the logits in Step 3 (Eq. 12)
+    meta_loss: float
+
+
+def gdw_iteration(
+    model: nn.Module,
+    vnet: nn.Module,
+    x: Tensor,
+    targets: Tensor,
+    x_meta: Tensor,
+    y_meta: Tensor,
+    lr: float,
+    *,
+    vnet_optimizer: torch.optim.Optimizer | None = None,
+    rule: StepRule = "code",
+    outer_lr: float = 100.0,
+    omega_lr: float | None = None,
+    clip: float = 0.2,
+    clamp_max: float | None = 0.999,
+    constraint: bool = True,
+    method: MetaMethod = "jvp",
+) -> GDWIteration:
+    """Steps 1-2 of Algorithm 1 for one batch, ending with the matrix Step 3 sends back.
+
+    1. Forward the batch (the only real forward: BatchNorm statistics update here), get
+       ``w_i`` from the weighting network on the detached per-instance losses, clone it into
+       ``omega`` (Eq. 9), and take the virtual step with ``G = omega (x) D1 / n``.
+    2. Back-propagate the meta loss: the weighting network's gradient lands in ``vnet``'s
+       ``.grad`` (and ``vnet_optimizer`` steps, if given); the intermediate gradient ``g`` gives
+       ``omega'`` (``rule="code"``: the public code's normalised, clipped step with ``outer_lr``;
+       ``rule="paper"``: Eq. 11 with ``omega_lr``), then the zero-mean constraint (Eq. 4).
+    3. The caller finishes with ``result.logits.backward(result.G_step3)`` and its optimizer.
+
+    ``constraint=False`` drops the zero-mean constraint in both stages (Section 4.1's ablation).
+    """
+    n = x.shape[0]
+    logits = model(x)
+    C = logits.shape[1]
+    check_targets(targets, n, C)
+    d1 = D1(logits.detach(), targets, clamp_max=clamp_max)
+    losses = F.cross_entropy(logits.detach(), targets, reduction="none")
+    w = vnet(losses[:, None]).reshape(n)
+    omega = first_stage_weights(w, C)
+    if constraint:
+        omega = zero_mean_constraint(omega, d1, targets)
+    G = f_omega(omega, d1) / n
+    params = [p for p in model.parameters() if p.requires_grad]
+    names = [k for k, p in model.named_parameters() if p.requires_grad]
+    step_grads = dict(zip(names, logit_backward(logits, G.detach(), params, retain_graph=True)))
+    mg = meta_gradient(model, x, G.detach(), x_meta, y_meta, lr, method=method, step_grads=step_grads)
+    if vnet_optimizer is not None:
+        vnet_optimizer.zero_grad()
+    torch.autograd.backward(G, mg.grad_G)
+    if vnet_optimizer is not None:
+        vnet_optimizer.step()
+    g = intermediate_gradient(mg.grad_G, d1)
+    omega = omega.detach()
+    if rule == "code":
+        omega_step = code_step(omega, g, outer_lr, clip=clip)
+    elif rule == "paper":
+        if omega_lr is None:
+            raise ValueError("`omega_lr` (eta_omega of Eq. 11) is required with rule='paper'")
+        omega_step = paper_step(omega, g, omega_lr)
+    else:
+        raise ValueError(f"unknown `rule` {rule!r}: use 'code' or 'paper'")
+    omega_prime = zero_mean_constraint(omega_step, d1, targets) if constraint else omega_step
+    return GDWIteration(
+        logits=logits, d1=d1, w=w.detach(), omega=omega, grad_G=mg.grad_G, g=g, omega_step=omega_step,
+        omega_prime=omega_prime, G_step3=f_omega(omega_prime, d1) / n, meta_loss=float(mg.meta_loss),
+    )

@@ -1,0 +1,61 @@
+"""Fashion-MNIST from its four standard idx files, found on disk, never downloaded silently.
+
+Looked for, in order: the ``data_dir`` argument, the ``GDW_DATA`` environment variable, Debian's
+``dataset-fashion-mnist`` package (``/usr/share/datasets/fashion-mnist``). Each place may hold the
+files directly, or in torchvision's layout (``FashionMNIST/raw``), compressed or not.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from .idx import read_idx
+
+DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
+CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
+FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+HOW_TO_GET = (
+    "Install it with `sudo apt-get install dataset-fashion-mnist` (Debian/Ubuntu; `make data` does this), "
+    "or put the four idx files (train-images-idx3-ubyte.gz, ...) in a directory and pass it as "
+    "--data-dir / set GDW_DATA, or fetch them with torchvision: "
+    "`python -c \"import torchvision; torchvision.datasets.FashionMNIST('DIR', download=True)\"` "
+    "and use DIR."
+)
+
+
+def candidate_dirs(data_dir: str | Path | None = None) -> list[Path]:
+    roots = [Path(d) for d in (data_dir, os.environ.get("GDW_DATA")) if d] + [DEBIAN_DIR]
+    out = []
+    for root in roots:
+        out += [root, root / "fashion-mnist", root / "FashionMNIST" / "raw"]
+    return out
+
+
+def _find(stem: str, dirs: list[Path]) -> Path | None:
+    for d in dirs:
+        for name in (stem + ".gz", stem):
+            if (d / name).is_file():
+                return d / name
+    return None
+
+
+def load_fashion_mnist(split: str = "train", data_dir: str | Path | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Images ``(N, 28, 28)`` uint8 and labels ``(N,)`` int64 of the ``"train"`` or ``"test"`` split."""
+    if split not in FILES:
+        raise ValueError(f"unknown split {split!r}: use 'train' or 'test'")
+    dirs = candidate_dirs(data_dir)
+    paths = [_find(stem, dirs) for stem in FILES[split]]
+    if None in paths:
+        looked = ", ".join(str(d) for d in dirs)
+        raise FileNotFoundError(f"Fashion-MNIST ({split}) not found; looked in: {looked}. {HOW_TO_GET}")
+    images, labels = read_idx(paths[0]), read_idx(paths[1])
+    if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
+        raise ValueError(f"{paths[0]} and {paths[1]} do not match: images {images.shape}, labels {labels.shape}")
+    if labels.max() >= len(CLASSES):
+        raise ValueError(f"{paths[1]}: labels must lie in [0, 10), found {labels.max()}")
+    return images, labels.astype(np.int64)

@@ -1,0 +1,105 @@
+"""Plots and small tables for the derivation notebooks (gradient flows, Eq. 3, Figure 2)."""
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
+from torch import Tensor
+
+
+def _labels(num_classes: int, classes: Sequence[str] | None) -> list[str]:
+    return list(classes) if classes is not None else [str(c) for c in range(num_classes)]
+
+
+def plot_gradient_flows(d1_row: Tensor, target: int, classes: Sequence[str] | None = None, ax=None, title=None):
+    """One instance's gradient flows ``D1 = p - y``: a bar per class, the labelled class in red.
+
+    The labelled class's flow is negative (its logit is pushed up); every other flow is positive
+    (each says "not this class").
+    """
+    ax = ax or plt.gca()
+    values = d1_row.detach().cpu().double().numpy()
+    colors = ["tab:red" if j == target else "tab:blue" for j in range(len(values))]
+    ax.bar(range(len(values)), values, color=colors)
+    ax.axhline(0, color="black", lw=0.8)
+    ax.set_xticks(range(len(values)), _labels(len(values), classes), rotation=45, ha="right")
+    ax.set_ylabel(r"$D_1 = p - y$")
+    ax.set_title(title or "gradient flows of one instance (red: labelled class)")
+    return ax
+
+
+def plot_eq3_terms(first: Tensor, second: Tensor, target: int, classes: Sequence[str] | None = None, ax=None):
+    """Grouped bars of the two terms of Eq. 3 for one instance, and their sum ``omega (x) D1``."""
+    ax = ax or plt.gca()
+    a, b = first.detach().cpu().double().numpy(), second.detach().cpu().double().numpy()
+    x = np.arange(len(a))
+    ax.bar(x - 0.27, a, 0.27, label=r"$\omega_t (p'_j - y_j)$ (cross-entropy shaped)")
+    ax.bar(x, b, 0.27, label=r"$(\sum_k \omega_k p_k - \omega_t)\, p'_j$")
+    ax.bar(x + 0.27, a + b, 0.27, label=r"sum $= \omega_j (p_j - y_j)$", color="grey")
+    ax.axhline(0, color="black", lw=0.8)
+    names = _labels(len(a), classes)
+    names[target] += " (label)"
+    ax.set_xticks(x, names, rotation=45, ha="right")
+    ax.legend(fontsize=8)
+    return ax
+
+
+def weights_frame(columns: Mapping[str, Tensor], classes: Sequence[str] | None = None) -> pd.DataFrame:
+    """A classes-by-quantities table of one instance's rows (``omega``, ``g``, ``omega'``, ...)."""
+    data = {k: v.detach().cpu().double().numpy() for k, v in columns.items()}
+    n = len(next(iter(data.values())))
+    return pd.DataFrame(data, index=pd.Index(_labels(n, classes), name="class"))
+
+
+def draw_two_stage_scheme(ax=None):
+    """Figure 2 of the paper: where the first- and second-stage class-level weights come from."""
+    ax = ax or plt.gca()
+    ax.set_xlim(0, 12)
+    ax.set_ylim(0, 5)
+    ax.axis("off")
+    w, h = 1.9, 1.1
+    boxes = {
+        "loss": (0.1, 3.6, r"losses $\ell_i$"),
+        "vnet": (2.5, 3.6, "weighting\nnetwork $\\phi$"),
+        "w": (4.9, 3.6, r"$w_i$"),
+        "omega": (7.3, 3.6, "$\\omega_i = w_i\\,\\mathbf{1}$\n(clone C times)"),
+        "step1": (9.7, 3.6, "Step 1: virtual\nstep $\\hat\\theta(\\omega)$"),
+        "meta": (9.7, 1.9, "meta loss\n$L_{meta}(\\hat\\theta)$"),
+        "g": (7.3, 1.9, "$g_i = \\partial L_{meta}/\\partial \\omega_i$\n(intermediate)"),
+        "omega2": (4.9, 1.9, "$\\omega'_i = \\omega_i \\ominus g_i$"),
+        "zm": (4.9, 0.2, "zero-mean\nconstraint (Eq. 4)"),
+        "step3": (7.3, 0.2, "Step 3: update $\\theta$\nwith $\\omega'_i$"),
+    }
+    centres = {}
+    for key, (x, y, text) in boxes.items():
+        stage2 = key in ("g", "omega2", "zm")
+        ax.add_patch(FancyBboxPatch((x, y), w, h, boxstyle="round,pad=0.05",
+                                    fc="#fde0c5" if stage2 else "#d6e6f5", ec="black", lw=0.8))
+        ax.text(x + w / 2, y + h / 2, text, ha="center", va="center", fontsize=8)
+        centres[key] = (x, y, w, h)
+
+    def arrow(a, b, label=None):
+        xa, ya, wa, ha = centres[a]
+        xb, yb, wb, hb = centres[b]
+        if abs(ya - yb) < 0.1:  # same row: right/left edges
+            start = (xa + wa, ya + ha / 2) if xb > xa else (xa, ya + ha / 2)
+            end = (xb, yb + hb / 2) if xb > xa else (xb + wb, yb + hb / 2)
+        else:  # different rows: bottom/top edges
+            start, end = (xa + wa / 2, ya), (xb + wb / 2, yb + hb)
+        ax.add_patch(FancyArrowPatch(start, end, arrowstyle="-|>", mutation_scale=12, lw=1))
+        if label:
+            ax.text((start[0] + end[0]) / 2, (start[1] + end[1]) / 2 + 0.3, label, fontsize=7, ha="center")
+
+    for a, b in [("loss", "vnet"), ("vnet", "w"), ("w", "omega"), ("omega", "step1"), ("step1", "meta"),
+                 ("omega", "omega2"), ("omega2", "zm")]:
+        arrow(a, b)
+    arrow("meta", "g", "BP (Step 2)")
+    arrow("g", "omega2")
+    xa, ya, wa, ha = centres["zm"]
+    xb, yb, wb, hb = centres["step3"]
+    ax.add_patch(FancyArrowPatch((xa + wa, ya + ha / 2), (xb, yb + hb / 2), arrowstyle="-|>", mutation_scale=12))
+    ax.text(0.1, 2.2, "blue: first stage (Step 1)\norange: second stage (Steps 2-3)", fontsize=8)
+    return ax
