@@ -160,20 +160,101 @@ def code_step(
     return (omega - update).clamp(*bounds)
 
 
+def meta_backward(
+    model: nn.Module,
+    logits: Tensor,
+    x: Tensor,
+    G: Tensor,
+    x_meta: Tensor,
+    y_meta: Tensor,
+    lr: float,
+    meta_optimizer: torch.optim.Optimizer | None = None,
+    *,
+    method: MetaMethod = "jvp",
+) -> MetaGradient:
+    """Steps 1-2 for any method whose logit gradient ``G`` is built, with autograd, from meta
+    parameters (a weighting network, per-instance weights or labels, ...).
+
+    The virtual step sends ``G`` into ``logits`` (the model's forward of ``x``, graph kept for
+    Step 3), the meta-gradient ``dL_meta/dG`` is computed by :func:`meta_gradient`, and the
+    chain rule finishes with one backward of ``G`` itself: the meta parameters' ``.grad`` then
+    hold ``dL_meta/dparameter``. ``meta_optimizer``, if given, is zeroed before and stepped after.
+    """
+    step_grads = None
+    if method == "jvp":  # the reference path builds its own virtual step, with create_graph
+        named = [(k, p) for k, p in model.named_parameters() if p.requires_grad]
+        grads = logit_backward(logits, G.detach(), [p for _, p in named], retain_graph=True)
+        step_grads = dict(zip([k for k, _ in named], grads))
+    mg = meta_gradient(model, x, G.detach(), x_meta, y_meta, lr, method=method, step_grads=step_grads)
+    if meta_optimizer is not None:
+        meta_optimizer.zero_grad()
+    if G.requires_grad:
+        torch.autograd.backward(G, mg.grad_G)
+    if meta_optimizer is not None:
+        meta_optimizer.step()
+    return mg
+
+
 @dataclass
-class GDWIteration:
+class MetaStep:
+    """Steps 1-2 as MW-Net and GDW share them (the weighting network already updated)."""
+
+    logits: Tensor          # the real forward of the batch (graph kept for Step 3's backward)
+    d1: Tensor              # D1 = p - y of the training batch
+    losses: Tensor          # per-instance cross-entropy, the weighting network's input
+    w: Tensor               # instance weights the weighting network gave before its update
+    omega: Tensor           # first-stage class-level weights (Eq. 9; with the Step-1 constraint)
+    grad_G: Tensor          # dL_meta/dG
+    meta_loss: float
+
+
+def weighted_meta_step(
+    model: nn.Module,
+    vnet: nn.Module,
+    x: Tensor,
+    targets: Tensor,
+    x_meta: Tensor,
+    y_meta: Tensor,
+    lr: float,
+    *,
+    vnet_optimizer: torch.optim.Optimizer | None = None,
+    clamp_max: float | None = 0.999,
+    constraint: bool = True,
+    method: MetaMethod = "jvp",
+) -> MetaStep:
+    """Steps 1-2 of Algorithm 1 with MW-Net's weighting network ``vnet``.
+
+    1. Forward the batch (the only real forward: BatchNorm statistics update here), get
+       ``w_i`` from ``vnet`` on the detached per-instance losses, clone it into ``omega``
+       (Eq. 9; with ``constraint`` the zero-mean constraint is applied to it, as the public
+       code does in GDW mode) and take the virtual step with ``G = omega (x) D1 / n``.
+    2. Back-propagate the meta loss at the look-ahead parameters to ``vnet`` (its gradient lands
+       in ``.grad``; ``vnet_optimizer`` steps, if given).
+    """
+    n = x.shape[0]
+    logits = model(x)
+    C = logits.shape[1]
+    check_targets(targets, n, C)
+    d1 = D1(logits.detach(), targets, clamp_max=clamp_max)
+    losses = F.cross_entropy(logits.detach(), targets, reduction="none")
+    w = vnet(losses[:, None]).reshape(n)
+    omega = first_stage_weights(w, C)
+    if constraint:
+        omega = zero_mean_constraint(omega, d1, targets)
+    G = f_omega(omega, d1) / n
+    mg = meta_backward(model, logits, x, G, x_meta, y_meta, lr, vnet_optimizer, method=method)
+    return MetaStep(logits=logits, d1=d1, losses=losses, w=w.detach(), omega=omega.detach(), grad_G=mg.grad_G,
+                    meta_loss=float(mg.meta_loss))
+
+
+@dataclass(kw_only=True)
+class GDWIteration(MetaStep):
     """Everything one GDW iteration computes, for inspection (notebook 04, statistics)."""
 
-    logits: Tensor          # the real forward of Step 1/3 (graph kept for Step 3's backward)
-    d1: Tensor              # D1 = p - y of the training batch
-    w: Tensor               # instance weights from the weighting network
-    omega: Tensor           # first-stage class-level weights (Eq. 9, after the constraint)
-    grad_G: Tensor          # dL_meta/dG
     g: Tensor               # intermediate gradient on omega
     omega_step: Tensor      # after the Step-2 update (Eq. 11 or the code's step)
     omega_prime: Tensor     # second-stage weights after the zero-mean constraint
     G_step3: Tensor         # omega' (x) D1 / n, sent into the logits in Step 3 (Eq. 12)
-    meta_loss: float
 
 
 def gdw_iteration(
@@ -196,49 +277,22 @@ def gdw_iteration(
 ) -> GDWIteration:
     """Steps 1-2 of Algorithm 1 for one batch, ending with the matrix Step 3 sends back.
 
-    1. Forward the batch (the only real forward: BatchNorm statistics update here), get
-       ``w_i`` from the weighting network on the detached per-instance losses, clone it into
-       ``omega`` (Eq. 9), and take the virtual step with ``G = omega (x) D1 / n``.
-    2. Back-propagate the meta loss: the weighting network's gradient lands in ``vnet``'s
-       ``.grad`` (and ``vnet_optimizer`` steps, if given); the intermediate gradient ``g`` gives
-       ``omega'`` (``rule="code"``: the public code's normalised, clipped step with ``outer_lr``;
-       ``rule="paper"``: Eq. 11 with ``omega_lr``), then the zero-mean constraint (Eq. 4).
-    3. The caller finishes with ``result.logits.backward(result.G_step3)`` and its optimizer.
+    Steps 1-2 are :func:`weighted_meta_step`. From the intermediate gradient
+    ``g = dL_meta/domega`` the second-stage weights follow (``rule="code"``: the public code's
+    normalised, clipped step with ``outer_lr``; ``rule="paper"``: Eq. 11 with ``omega_lr``), then
+    the zero-mean constraint (Eq. 4). The caller finishes Step 3 with
+    ``result.logits.backward(result.G_step3)`` and its optimizer.
 
     ``constraint=False`` drops the zero-mean constraint in both stages (Section 4.1's ablation).
     """
-    n = x.shape[0]
-    logits = model(x)
-    C = logits.shape[1]
-    check_targets(targets, n, C)
-    d1 = D1(logits.detach(), targets, clamp_max=clamp_max)
-    losses = F.cross_entropy(logits.detach(), targets, reduction="none")
-    w = vnet(losses[:, None]).reshape(n)
-    omega = first_stage_weights(w, C)
-    if constraint:
-        omega = zero_mean_constraint(omega, d1, targets)
-    G = f_omega(omega, d1) / n
-    params = [p for p in model.parameters() if p.requires_grad]
-    names = [k for k, p in model.named_parameters() if p.requires_grad]
-    step_grads = dict(zip(names, logit_backward(logits, G.detach(), params, retain_graph=True)))
-    mg = meta_gradient(model, x, G.detach(), x_meta, y_meta, lr, method=method, step_grads=step_grads)
-    if vnet_optimizer is not None:
-        vnet_optimizer.zero_grad()
-    torch.autograd.backward(G, mg.grad_G)
-    if vnet_optimizer is not None:
-        vnet_optimizer.step()
-    g = intermediate_gradient(mg.grad_G, d1)
-    omega = omega.detach()
-    if rule == "code":
-        omega_step = code_step(omega, g, outer_lr, clip=clip)
-    elif rule == "paper":
-        if omega_lr is None:
-            raise ValueError("`omega_lr` (eta_omega of Eq. 11) is required with rule='paper'")
-        omega_step = paper_step(omega, g, omega_lr)
-    else:
+    if rule == "paper" and omega_lr is None:
+        raise ValueError("`omega_lr` (eta_omega of Eq. 11) is required with rule='paper'")
+    if rule not in ("code", "paper"):
         raise ValueError(f"unknown `rule` {rule!r}: use 'code' or 'paper'")
-    omega_prime = zero_mean_constraint(omega_step, d1, targets) if constraint else omega_step
-    return GDWIteration(
-        logits=logits, d1=d1, w=w.detach(), omega=omega, grad_G=mg.grad_G, g=g, omega_step=omega_step,
-        omega_prime=omega_prime, G_step3=f_omega(omega_prime, d1) / n, meta_loss=float(mg.meta_loss),
-    )
+    s = weighted_meta_step(model, vnet, x, targets, x_meta, y_meta, lr, vnet_optimizer=vnet_optimizer,
+                           clamp_max=clamp_max, constraint=constraint, method=method)
+    g = intermediate_gradient(s.grad_G, s.d1)
+    omega_step = code_step(s.omega, g, outer_lr, clip=clip) if rule == "code" else paper_step(s.omega, g, omega_lr)
+    omega_prime = zero_mean_constraint(omega_step, s.d1, targets) if constraint else omega_step
+    return GDWIteration(**vars(s), g=g, omega_step=omega_step, omega_prime=omega_prime,
+                        G_step3=f_omega(omega_prime, s.d1) / x.shape[0])

@@ -115,14 +115,19 @@ class SmallCNN(nn.Module):
 
 
 class MLP(nn.Module):
-    """Fully connected net (setup.md's 784-256-256-10 sizing run): flatten, Linear/ReLU layers, Linear head."""
+    """Fully connected net (setup.md's 784-256-256-10 sizing run): flatten, Linear/ReLU layers, Linear head.
 
-    def __init__(self, num_classes: int = 10, in_features: int = 784, hidden: tuple[int, ...] = (256, 256)):
+    ``batch_norm=True`` puts a BatchNorm1d after each hidden Linear layer (Linear, BN, ReLU), as
+    ResNet-32 has after each convolution.
+    """
+
+    def __init__(self, num_classes: int = 10, in_features: int = 784, hidden: tuple[int, ...] = (256, 256),
+                 batch_norm: bool = False):
         super().__init__()
         layers: list[nn.Module] = [nn.Flatten()]
         width = in_features
         for h in hidden:
-            layers += [nn.Linear(width, h), nn.ReLU()]
+            layers += [nn.Linear(width, h), *([nn.BatchNorm1d(h)] if batch_norm else []), nn.ReLU()]
             width = h
         layers.append(nn.Linear(width, num_classes))
         self.net = nn.Sequential(*layers)
@@ -204,6 +209,10 @@ def _build_mlp(num_classes: int, in_channels: int, image_size: int, hidden: tupl
     return MLP(num_classes, in_channels * image_size * image_size, tuple(hidden))
 
 
+def _build_mlp_bn(num_classes: int, in_channels: int, image_size: int, hidden: tuple[int, ...] = (256, 256)) -> nn.Module:
+    return MLP(num_classes, in_channels * image_size * image_size, tuple(hidden), batch_norm=True)
+
+
 def _build_resnet18(
     num_classes: int, in_channels: int, image_size: int, weights_path: str | Path | None = None
 ) -> nn.Module:
@@ -216,6 +225,7 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     "resnet32": _build_resnet32,
     "small_cnn": _build_small_cnn,
     "mlp": _build_mlp,
+    "mlp_bn": _build_mlp_bn,
     "resnet18": _build_resnet18,
 }
 

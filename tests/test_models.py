@@ -133,10 +133,13 @@ def test_weighting_network_outputs_weights_in_unit_interval():
 
 
 def test_build_model_registry():
-    assert set(MODELS) == {"resnet32", "small_cnn", "mlp", "resnet18"}
+    assert set(MODELS) == {"resnet32", "small_cnn", "mlp", "mlp_bn", "resnet18"}
     assert n_params(build_model("resnet32", 10, 3, 32)) == 464_154
     assert build_model("small_cnn", 10, 1, 28)(torch.randn(2, 1, 28, 28)).shape == (2, 10)
     mlp = build_model("mlp", 10, 1, 28, hidden=(64,))
     assert n_params(mlp) == 784 * 64 + 64 + 64 * 10 + 10
+    mlp_bn = build_model("mlp_bn", 10, 1, 28, hidden=(64,))
+    assert n_params(mlp_bn) == n_params(mlp) + 2 * 64  # BatchNorm's scale and shift
+    assert [type(m).__name__ for m in mlp_bn.net] == ["Flatten", "Linear", "BatchNorm1d", "ReLU", "Linear"]
     with pytest.raises(ValueError, match="resnet32"):
         build_model("resnet50", 10, 3, 32)

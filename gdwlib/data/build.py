@@ -1,0 +1,197 @@
+"""From a run's config to its three splits: a (noisy or long-tailed) training set, a clean and
+balanced meta set, and the test set, with the true labels kept beside the training labels.
+
+Order of operations, as in the public code: the meta set is drawn first (balanced, clean), the
+training set may then be subsampled (CPU budgets) and made long-tailed (by true label), and
+finally its labels are corrupted.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Iterator
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, RandomSampler
+
+from ..config import RunConfig
+from .batches import Batch, Pipeline, Split, endless_batches, epoch_batches, generator, ordered_batches, stream_seed
+from .cifar import load_cifar
+from .clothing1m import NUM_CLASSES as CLOTHING_CLASSES
+from .clothing1m import Clothing1M
+from .fashion_mnist import load_fashion_mnist
+from .longtail import longtail_counts, longtail_indices
+from .noise import corrupt_labels, flip_noise_matrix, uniform_noise_matrix
+from .split import meta_split, overlapping_meta_split
+
+CIFAR_MEAN = tuple(v / 255 for v in (125.3, 123.0, 113.9))
+CIFAR_STD = tuple(v / 255 for v in (63.0, 62.1, 66.7))
+FASHION_MEAN, FASHION_STD = (0.2860,), (0.3530,)   # over the 60,000 training images
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+@dataclass
+class TrainingData:
+    """The three splits of a run and how to batch them."""
+
+    train: Split
+    meta: Split
+    test: Split
+    num_classes: int
+    pipeline: Pipeline
+    config: RunConfig
+    noise_matrix: np.ndarray | None = None
+    info: dict = field(default_factory=dict)
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return tuple(self.train.images.shape[1:])
+
+    def train_batches(self, epoch: int) -> Iterator[Batch]:
+        c = self.config
+        return epoch_batches(self.train, c.batch_size, self.pipeline, c.seed, epoch, "train", c.augment)
+
+    def meta_batches(self, epoch: int) -> Iterator[Batch]:
+        c = self.config
+        return endless_batches(self.meta, c.meta_batch_size, self.pipeline, c.seed, epoch, "meta", c.augment)
+
+    def meta_epoch(self, epoch: int, augment: bool | None = None) -> Iterator[Batch]:
+        """One shuffled pass over the meta set (Fine-tuning, GLC)."""
+        c = self.config
+        aug = c.augment if augment is None else augment
+        return epoch_batches(self.meta, c.batch_size, self.pipeline, c.seed, epoch, "meta-pass", aug)
+
+    def test_batches(self, batch_size: int = 500) -> Iterator[Batch]:
+        return ordered_batches(self.test, batch_size, self.pipeline)
+
+    def iterations_per_epoch(self) -> int:
+        return -(-len(self.train) // self.config.batch_size)
+
+    def class_counts(self) -> np.ndarray:
+        """Training examples per (training) label."""
+        return np.bincount(self.train.labels.cpu().numpy(), minlength=self.num_classes)
+
+
+def _as_nchw(images: np.ndarray) -> torch.Tensor:
+    x = torch.from_numpy(np.ascontiguousarray(images))
+    return x[:, None] if x.dim() == 3 else x.permute(0, 3, 1, 2).contiguous()
+
+
+def _load(config: RunConfig):
+    if config.dataset == "fashion-mnist":
+        load = lambda split: load_fashion_mnist(split, config.data_dir)  # noqa: E731
+        return load("train"), load("test"), Pipeline(FASHION_MEAN, FASHION_STD, pad=2)
+    load = lambda split: load_cifar(config.dataset, split, config.data_dir)  # noqa: E731
+    return load("train"), load("test"), Pipeline(CIFAR_MEAN, CIFAR_STD, pad=4)
+
+
+def noise_matrix(config: RunConfig) -> np.ndarray | None:
+    C = config.num_classes
+    if config.noise == "uniform":
+        return uniform_noise_matrix(C, config.ratio, config.noise_variant)
+    if config.noise == "flip":
+        return flip_noise_matrix(C, config.ratio, seed=1)
+    return None
+
+
+def build_data(config: RunConfig, device: torch.device | str = "cpu") -> "TrainingData | Clothing1MData":
+    """The splits of ``config``'s data set, on ``device``, behind one batching interface."""
+    if config.dataset == "clothing1m":
+        return Clothing1MData(config, device)
+    (images, labels), (test_images, test_labels), pipeline = _load(config)
+    C, seed = config.num_classes, config.seed
+    rng = np.random.RandomState(stream_seed(seed, 0, "data") % 2**32)
+    if config.meta_overlap:
+        meta_idx, train_idx = overlapping_meta_split(labels, config.meta_per_class, meta_seed=1, train_seed=seed)
+    else:
+        meta_idx, train_idx = meta_split(labels, config.meta_per_class, rng)
+    if config.train_size is not None and config.train_size < len(train_idx):
+        keep, _ = meta_split(labels[train_idx], config.train_size // C, rng)  # a balanced subset
+        train_idx = train_idx[np.sort(keep)]
+    if config.imbalance < 1:
+        counts = longtail_counts(len(train_idx) / C, C, config.imbalance)
+        train_idx = train_idx[longtail_indices(labels[train_idx], counts, rng)]
+    true = labels[train_idx]
+    matrix = noise_matrix(config)
+    noisy = corrupt_labels(true, matrix, rng) if matrix is not None else true.copy()
+
+    def split(idx_images, lab, true_lab):
+        return Split(_as_nchw(idx_images), torch.from_numpy(lab).long(), torch.from_numpy(true_lab).long()).to(device)
+
+    info = {
+        "train_size": len(train_idx), "meta_size": len(meta_idx), "test_size": len(test_labels),
+        "noise_rate": float((noisy != true).mean()) if len(true) else 0.0,
+        "train_class_counts": np.bincount(true, minlength=C).tolist(),
+        "meta_in_train": int(np.isin(meta_idx, train_idx).sum()),
+    }
+    return TrainingData(
+        train=split(images[train_idx], noisy, true),
+        meta=split(images[meta_idx], labels[meta_idx], labels[meta_idx]),
+        test=split(test_images, test_labels, test_labels),
+        num_classes=C, pipeline=pipeline, config=config, noise_matrix=matrix, info=info,
+    )
+
+
+class Clothing1MData:
+    """Clothing1M read from disk by DataLoaders: noisy training split, clean validation as the meta
+    set (MW-Net's convention), clean test split. Same batching interface as :class:`TrainingData`."""
+
+    def __init__(self, config: RunConfig, device: torch.device | str = "cpu", workers: int | None = None):
+        from torchvision import transforms as T
+
+        if not config.data_dir:
+            raise ValueError("Clothing1M needs --data-dir (or data_dir): the directory holding its files")
+        norm = T.Normalize(IMAGENET_MEAN, IMAGENET_STD)
+        train_tf = T.Compose([T.Resize(256), T.RandomCrop(224), T.RandomHorizontalFlip(), T.ToTensor(), norm])
+        test_tf = T.Compose([T.Resize(256), T.CenterCrop(224), T.ToTensor(), norm])
+        self.config, self.device = config, torch.device(device)
+        self.workers = min(4, os.cpu_count() or 1) if workers is None else workers
+        self.train = Clothing1M(config.data_dir, "noisy_train", train_tf)
+        self.meta = Clothing1M(config.data_dir, "clean_val", train_tf)
+        self.meta_plain = Clothing1M(config.data_dir, "clean_val", test_tf)
+        self.test = Clothing1M(config.data_dir, "clean_test", test_tf)
+        self.num_classes, self.noise_matrix = CLOTHING_CLASSES, None
+        self.info = {"train_size": len(self.train), "meta_size": len(self.meta), "test_size": len(self.test)}
+        self._true = torch.as_tensor(np.asarray(self.train.true_labels), dtype=torch.long)
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return (3, 224, 224)
+
+    def _loader(self, dataset, batch_size: int, gen: torch.Generator | None):
+        sampler = RandomSampler(dataset, generator=gen) if gen is not None else None
+        return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=self.workers,
+                          generator=gen, pin_memory=self.device.type == "cuda")
+
+    def _batches(self, loader, true: torch.Tensor | None) -> Iterator[Batch]:
+        for x, y, idx in loader:
+            y_true = true[idx] if true is not None else y
+            yield Batch(x.to(self.device), y.to(self.device), y_true.to(self.device), idx.to(self.device))
+
+    def train_batches(self, epoch: int) -> Iterator[Batch]:
+        c = self.config
+        return self._batches(self._loader(self.train, c.batch_size, generator(c.seed, epoch, "train")), self._true)
+
+    def meta_batches(self, epoch: int) -> Iterator[Batch]:
+        c = self.config
+        restart = 0
+        while True:
+            gen = generator(c.seed, epoch, f"meta/{restart}")
+            yield from self._batches(self._loader(self.meta, c.meta_batch_size, gen), None)
+            restart += 1
+
+    def meta_epoch(self, epoch: int, augment: bool | None = None) -> Iterator[Batch]:
+        c = self.config
+        dataset = self.meta if (c.augment if augment is None else augment) else self.meta_plain
+        return self._batches(self._loader(dataset, c.batch_size, generator(c.seed, epoch, "meta-pass")), None)
+
+    def test_batches(self, batch_size: int = 256) -> Iterator[Batch]:
+        return self._batches(self._loader(self.test, batch_size, None), None)
+
+    def iterations_per_epoch(self) -> int:
+        return -(-len(self.train) // self.config.batch_size)
+
+    def class_counts(self) -> np.ndarray:
+        return np.bincount(np.asarray(self.train.labels), minlength=self.num_classes)
+

@@ -1,0 +1,142 @@
+"""The interface every method of the paper's tables implements, and BaseModel.
+
+A method owns its network(s) and optimiser(s) and turns one training batch into one update;
+the trainer (:mod:`gdwlib.train`) owns everything else: data, learning-rate schedule,
+evaluation, checkpoints, progress and result files. Most methods only decide what flows back
+into the logits, so :class:`LogitGradientMethod` reduces them to one function returning that
+``(n, C)`` matrix.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, ClassVar, Iterator
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..config import RunConfig
+from ..data.batches import Batch
+from ..gradients import D1
+from ..models import build_model
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The loss (or the gradient sent back) became NaN or infinite."""
+
+
+def check_finite(value: Tensor, what: str = "loss") -> None:
+    if not torch.isfinite(value).all():
+        raise NonFiniteLossError(f"the {what} is {'NaN' if torch.isnan(value).any() else 'infinite'}")
+
+
+def make_model(config: RunConfig, data) -> nn.Module:
+    c, h, w = data.input_shape
+    kwargs = {"weights_path": config.pretrained} if config.model == "resnet18" else {}
+    return build_model(config.model, data.num_classes, c, h, **kwargs)
+
+
+def sgd(model: nn.Module, config: RunConfig, lr: float | None = None) -> torch.optim.SGD:
+    return torch.optim.SGD(model.parameters(), lr=config.lr if lr is None else lr, momentum=config.momentum,
+                           weight_decay=config.weight_decay)
+
+
+class Method:
+    """A training rule of the paper's tables (see the module docstring)."""
+
+    name: ClassVar[str]
+    uses_meta: ClassVar[bool] = False        # needs batches of the clean meta set every iteration
+    records_weights: ClassVar[bool] = False  # reports weights to a WeightStats (Figures 3-6)
+    options: ClassVar[dict[str, Any]] = {}   # named options (config.options) with their defaults
+
+    def __init__(self, config: RunConfig, data, device: torch.device):
+        unknown = set(dict(config.options)) - set(self.options)
+        if unknown:
+            raise ValueError(f"{self.name} has no option(s) {sorted(unknown)}; "
+                             f"its options are {self.options or 'none'}")
+        self.config, self.data, self.device = config, data, device
+        self.num_classes = data.num_classes
+        self.model = make_model(config, data).to(device)
+        self.optimizer = sgd(self.model, config)
+        self.stats = None
+        self.lr = config.lr
+
+    @classmethod
+    def requirements(cls, config: RunConfig) -> list[RunConfig]:
+        """Runs whose results this run starts from (trained first by a sweep)."""
+        return []
+
+    def option(self, name: str) -> Any:
+        return self.config.option(name, self.options[name])
+
+    # What the trainer iterates over. Methods with phases or other data (Fine-tuning, GLC)
+    # override these instead of changing the training loop.
+    def num_epochs(self) -> int:
+        return self.config.epochs
+
+    def learning_rate(self, epoch: int) -> float:
+        """The public code's per-epoch cosine decay ``lr (1 + cos(pi e / E)) / 2``, or constant."""
+        c = self.config
+        return c.lr if c.schedule == "constant" else c.lr * (1 + math.cos(math.pi * epoch / c.epochs)) / 2
+
+    def batches(self, epoch: int) -> Iterator[Batch]:
+        return self.data.train_batches(epoch)
+
+    def iterations_per_epoch(self) -> int:
+        return self.data.iterations_per_epoch()
+
+    def start_epoch(self, epoch: int, lr: float) -> None:
+        self.lr = lr
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+
+    def train_step(self, batch: Batch, meta: Iterator[Batch] | None) -> float:
+        """One update from one training batch; returns the batch's (unweighted) training loss."""
+        raise NotImplementedError
+
+    def end_epoch(self, epoch: int) -> None:
+        """Called after each epoch's last step, before evaluation."""
+
+    def eval_model(self) -> nn.Module:
+        return self.model
+
+    def state_dict(self) -> dict:
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+
+    def exports(self) -> dict[str, np.ndarray]:
+        """Learned per-instance quantities, saved beside the result."""
+        return {}
+
+
+class LogitGradientMethod(Method):
+    """A method defined by the matrix it sends into the logits: one forward, one backward."""
+
+    def logit_gradient(self, logits: Tensor, batch: Batch) -> Tensor:
+        """The ``(n, C)`` matrix ``dLoss/dlogits`` of the batch (already divided by n)."""
+        raise NotImplementedError
+
+    def train_step(self, batch: Batch, meta: Iterator[Batch] | None) -> float:
+        self.model.train()
+        logits = self.model(batch.x)
+        loss = F.cross_entropy(logits.detach(), batch.y)
+        check_finite(loss)
+        G = self.logit_gradient(logits.detach(), batch)
+        check_finite(G, "gradient sent into the logits")
+        self.optimizer.zero_grad(set_to_none=True)
+        logits.backward(G)
+        self.optimizer.step()
+        return loss.item()
+
+
+class BaseModel(LogitGradientMethod):
+    """Plain cross-entropy on the (noisy or imbalanced) training set: ``G = (p - y) / n``."""
+
+    name = "BaseModel"
+
+    def logit_gradient(self, logits: Tensor, batch: Batch) -> Tensor:
+        return D1(logits, batch.y) / len(batch)

@@ -1,0 +1,49 @@
+"""Run configs: validation, canonical clean setting, identity."""
+import pytest
+
+from gdwlib.config import RunConfig, run_id
+from gdwlib.profiles import profile_config
+
+
+def test_clean_settings_share_one_identity():
+    assert RunConfig(noise="uniform", ratio=0.0) == RunConfig(noise="flip", ratio=0.0) == RunConfig(noise="none")
+    assert run_id(RunConfig(noise="uniform", ratio=0.0), "cpu") == run_id(RunConfig(noise="none", ratio=0.7), "cpu")
+
+
+def test_identity_ignores_locations_but_not_settings_or_device():
+    a = RunConfig(results_dir="a", data_dir="x", threads=1)
+    assert run_id(a, "cpu") == run_id(RunConfig(results_dir="b"), "cpu")
+    assert run_id(a, "cpu") != run_id(a, "cuda")
+    assert run_id(a, "cpu") != run_id(a.replace(seed=2), "cpu")
+    assert run_id(a, "cpu") != run_id(a.replace(options={"gamma": 2.0}), "cpu")
+
+
+def test_round_trip_through_a_dict():
+    c = RunConfig(method="Focal", options=(("gamma", 2.0),))
+    assert RunConfig.from_dict(c.to_dict()) == c
+    with pytest.raises(ValueError, match="unknown config fields \\['colour'\\]"):
+        RunConfig.from_dict({**c.to_dict(), "colour": "red"})
+
+
+@pytest.mark.parametrize("fields, message", [
+    ({"ratio": float("nan")}, r"noise ratio must lie in \[0, 1\]"),
+    ({"ratio": -0.2}, r"noise ratio must lie in \[0, 1\], got -0.2"),
+    ({"imbalance": 1.5}, r"imbalance factor must lie in \(0, 1\], got 1.5"),
+    ({"dataset": "mnist"}, "unknown dataset 'mnist'"),
+    ({"noise": "pair"}, "unknown noise type 'pair'"),
+    ({"model": "vgg"}, "unknown model 'vgg'"),
+    ({"step_rule": "paper"}, "needs omega_lr"),
+    ({"epochs": 0}, "epochs must be at least 1"),
+    ({"device": "tpu"}, "device must be"),
+])
+def test_bad_settings_say_what_is_wrong(fields, message):
+    with pytest.raises(ValueError, match=message):
+        RunConfig(**fields)
+
+
+def test_profiles():
+    assert profile_config("paper", "cifar100").outer_lr == 1000.0
+    assert profile_config("paper", "cifar100").meta_per_class == 10
+    assert profile_config(None, "fashion-mnist").model == "mlp_bn"
+    with pytest.raises(ValueError, match="'cpu' profile has no setting for 'cifar10'"):
+        profile_config("cpu", "cifar10")

@@ -1,0 +1,261 @@
+"""The training engine: resume after interruption, no retraining, NaN handling, one GDW and one
+MW-Net iteration against a step-by-step reference, and smoke runs."""
+import copy
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from gdwlib import train as train_module
+from gdwlib.bilevel import code_step, first_stage_weights, intermediate_gradient, meta_gradient
+from gdwlib.config import RunConfig
+from gdwlib.constraint import zero_mean_constraint
+from gdwlib.data.build import build_data
+from gdwlib.gradients import D1
+from gdwlib.methods import METHODS, NonFiniteLossError, get_method
+from gdwlib.profiles import profile_config
+from gdwlib.results import read_json, write_json
+from gdwlib.train import find_result, run
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def smoke(tmp_path, **fields) -> RunConfig:
+    return profile_config("smoke", "fashion-mnist", results_dir=str(tmp_path), device="cpu", **fields)
+
+
+def model_state(result_dir: Path) -> dict:
+    return torch.load(result_dir / "model.pt", weights_only=True)
+
+
+def assert_same_run(a: dict, b: dict, dir_a: Path, dir_b: Path):
+    assert [h["test_accuracy"] for h in a["history"]] == [h["test_accuracy"] for h in b["history"]]
+    assert [h["train_loss"] for h in a["history"]] == [h["train_loss"] for h in b["history"]]
+    assert a["final_accuracy"] == b["final_accuracy"]
+    sa, sb = model_state(dir_a), model_state(dir_b)
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+@pytest.mark.parametrize("method", ["BaseModel", "GDW"])
+def test_resume_after_interruption_equals_uninterrupted_run(tmp_path, monkeypatch, method):
+    config = smoke(tmp_path / "a", method=method, epochs=3)
+    full = run(config, progress=False)
+
+    resumed_config = smoke(tmp_path / "b", method=method, epochs=3)
+    calls = {"n": 0}
+    real_evaluate = train_module.evaluate
+
+    def interrupt_in_second_epoch(model, batches):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real_evaluate(model, batches)
+
+    monkeypatch.setattr(train_module, "evaluate", interrupt_in_second_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        run(resumed_config, progress=False)
+    directory = train_module.run_directory(resumed_config)
+    assert (directory / "checkpoint.pt").exists() and not (directory / "result.json").exists()
+    monkeypatch.setattr(train_module, "evaluate", real_evaluate)
+    resumed = run(resumed_config, progress=False)
+    assert_same_run(full, resumed, train_module.run_directory(config), directory)
+    assert not (directory / "checkpoint.pt").exists()
+
+
+def test_kill_9_then_rerun_resumes_and_matches(tmp_path):
+    """A real process killed with SIGKILL mid-run, then the same command again."""
+    base = [sys.executable, "-m", "gdwlib", "run", "--method", "GDW", "--profile", "smoke", "--epochs", "6",
+            "--device", "cpu", "--quiet", "--set", "train_size=2000"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    subprocess.run(base + ["--results-dir", str(tmp_path / "a")], check=True, env=env, capture_output=True)
+    killed = subprocess.Popen(base + ["--results-dir", str(tmp_path / "b")], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    runs = tmp_path / "b" / "runs"
+    deadline = time.time() + 120
+    while not list(runs.glob("*/checkpoint.pt")) and time.time() < deadline and killed.poll() is None:
+        time.sleep(0.05)
+    assert killed.poll() is None, "the run finished before it could be killed; make it longer"
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    (directory,) = runs.iterdir()
+    assert not (directory / "result.json").exists()
+    done = torch.load(directory / "checkpoint.pt", weights_only=True)["epoch"]
+    assert 1 <= done < 6
+    subprocess.run(base + ["--results-dir", str(tmp_path / "b")], check=True, env=env, capture_output=True)
+    (reference_dir,) = (tmp_path / "a" / "runs").iterdir()
+    assert_same_run(read_json(reference_dir / "result.json"), read_json(directory / "result.json"),
+                    reference_dir, directory)
+
+
+def test_finished_run_is_not_retrained(tmp_path, monkeypatch):
+    config = smoke(tmp_path, method="BaseModel")
+    first = run(config, progress=False)
+    monkeypatch.setattr(train_module, "get_method", lambda name: pytest.fail("retrained a finished run"))
+    assert run(config, progress=False) == first
+    assert find_result(config) == first
+
+
+def test_two_processes_with_the_same_config_train_it_once(tmp_path):
+    cmd = [sys.executable, "-m", "gdwlib", "run", "--method", "GDW", "--profile", "smoke", "--device", "cpu",
+           "--quiet", "--results-dir", str(tmp_path)]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(2)]
+    outputs = [p.communicate()[0] for p in procs]
+    assert all(p.returncode == 0 for p in procs)
+    assert outputs[0] == outputs[1]  # the second reads the first's result (same wall time printed)
+    (directory,) = (tmp_path / "runs").iterdir()
+    assert sorted(p.name for p in directory.iterdir()) == [".lock", "model.pt", "result.json", "weights.npz"]
+
+
+def test_same_seed_same_numbers_different_seed_different_numbers(tmp_path):
+    a = run(smoke(tmp_path / "a", method="MWNet"), progress=False)
+    b = run(smoke(tmp_path / "b", method="MWNet"), progress=False)
+    c = run(smoke(tmp_path / "c", method="MWNet", seed=2), progress=False)
+    assert a["history"] == [{**h, "seconds": a["history"][i]["seconds"]} for i, h in enumerate(b["history"])]
+    assert [h["train_loss"] for h in a["history"]] != [h["train_loss"] for h in c["history"]]
+
+
+def test_result_file_records_what_produced_it(tmp_path):
+    result = run(smoke(tmp_path, method="GDW"), progress=False)
+    assert result["config"]["method"] == "GDW" and result["config"]["ratio"] == 0.4
+    assert result["device"]["type"] == "cpu" and result["device"]["torch"] == torch.__version__
+    assert result["code"]["gdwlib"] and result["code"]["commit"]
+    assert len(result["history"]) == 2
+    expected = np.mean([h["test_accuracy"] for h in result["history"]][-5:])
+    assert result["final_accuracy"] == pytest.approx(expected)
+    weights = np.load(train_module.run_directory(smoke(tmp_path, method="GDW")) / "weights.npz")
+    assert weights["target_weight"].shape == (2, 400)
+    assert not np.isnan(weights["target_weight"]).any()  # every instance was seen each epoch
+
+
+def test_nan_loss_stops_the_run_and_keeps_the_last_checkpoint(tmp_path, monkeypatch):
+    config = smoke(tmp_path, method="BaseModel", epochs=3)
+    real_step = METHODS["BaseModel"].train_step
+    seen = {"n": 0}
+
+    def poisoned(self, batch, meta):
+        seen["n"] += 1
+        if seen["n"] == 8 + 3:  # epoch 2 (8 iterations per epoch), iteration 3
+            batch.x[:] = float("nan")
+        return real_step(self, batch, meta)
+
+    monkeypatch.setattr(METHODS["BaseModel"], "train_step", poisoned)
+    with pytest.raises(NonFiniteLossError, match=r"NaN at epoch 2, iteration 3; the checkpoint after epoch 1"):
+        run(config, progress=False)
+    directory = train_module.run_directory(config)
+    assert torch.load(directory / "checkpoint.pt", weights_only=True)["epoch"] == 1
+    assert not (directory / "result.json").exists()
+
+
+def test_cosine_schedule_closed_form(tmp_path):
+    config = smoke(tmp_path, method="BaseModel", lr=0.1, epochs=80)
+    method = get_method("BaseModel")(config, build_data(config), torch.device("cpu"))
+    assert method.learning_rate(0) == pytest.approx(0.1)
+    assert method.learning_rate(40) == pytest.approx(0.05)
+    assert method.learning_rate(20) == pytest.approx(0.1 * (1 + 2 ** -0.5) / 2)
+    assert get_method("BaseModel")(config.replace(schedule="constant"), build_data(config),
+                                   torch.device("cpu")).learning_rate(79) == 0.1
+
+
+def test_atomic_json_write_leaves_old_file_on_failure(tmp_path, monkeypatch):
+    path = tmp_path / "r.json"
+    write_json(path, {"a": 1})
+    monkeypatch.setattr(os, "replace", lambda *a: (_ for _ in ()).throw(OSError("disk full")))
+    with pytest.raises(OSError):
+        write_json(path, {"a": 2})
+    assert read_json(path) == {"a": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["r.json"]
+
+
+def sgd_step(params, grads, bufs, lr, momentum, wd):
+    """torch.optim.SGD's update written out (momentum buffer starts as the first gradient)."""
+    out = []
+    for p, g, b in zip(params, grads, bufs):
+        d = g + wd * p
+        b = d.clone() if b is None else momentum * b + d
+        out.append((p - lr * b, b))
+    return out
+
+
+@pytest.mark.parametrize("name", ["GDW", "MWNet"])
+def test_one_iteration_matches_a_step_by_step_reference(tmp_path, name):
+    """The method's train_step against the iteration assembled here from gdwlib's math functions,
+    with the double-backward meta-gradient and a hand-written SGD/Adam-free check of Step 3."""
+    config = smoke(tmp_path, method=name)
+    data = build_data(config)
+    torch.manual_seed(0)
+    method = get_method(name)(config, data, torch.device("cpu"))
+    method.start_epoch(0, 0.05)
+    batch, meta = next(data.train_batches(0)), next(data.meta_batches(0))
+    model, vnet = copy.deepcopy(method.model), copy.deepcopy(method.vnet)
+    vnet_opt = torch.optim.Adam(vnet.parameters(), lr=config.vnet_lr, weight_decay=config.vnet_weight_decay)
+    vnet_opt.load_state_dict(method.vnet_optimizer.state_dict())
+
+    method.train_step(batch, iter([meta]))
+
+    n, C = len(batch), 10
+    logits = model(batch.x)
+    d1 = D1(logits.detach(), batch.y, clamp_max=0.999)
+    losses = F.cross_entropy(logits.detach(), batch.y, reduction="none")
+    w = vnet(losses[:, None]).reshape(n)
+    omega = first_stage_weights(w, C)
+    if name == "GDW":
+        omega = zero_mean_constraint(omega, d1, batch.y)
+    G = omega * d1 / n
+    grad_G = meta_gradient(model, batch.x, G.detach(), meta.x, meta.y, 0.05, method="reference").grad_G
+    vnet_opt.zero_grad()
+    torch.autograd.backward(G, grad_G)
+    vnet_opt.step()
+    if name == "GDW":
+        stepped = code_step(omega.detach(), intermediate_gradient(grad_G, d1), config.outer_lr, clip=config.clip)
+        G3 = zero_mean_constraint(stepped, d1, batch.y) * d1 / n
+    else:
+        G3 = vnet(losses[:, None]).detach() * d1 / n
+    params = list(model.parameters())
+    grads = torch.autograd.grad(logits, params, G3)
+    expected = sgd_step(params, grads, [None] * len(params), 0.05, config.momentum, config.weight_decay)
+    for (p_exp, _), p_got in zip(expected, method.model.parameters()):
+        torch.testing.assert_close(p_got, p_exp, rtol=1e-5, atol=1e-6)
+    for a, b in zip(method.vnet.parameters(), vnet.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("name", sorted(METHODS))
+def test_smoke_every_method_trains_a_few_iterations(tmp_path, name):
+    """Smoke test: each registered method runs two short epochs and beats chance."""
+    result = run(smoke(tmp_path, method=name), progress=False)
+    assert result["final_accuracy"] > 20.0
+
+
+def test_unknown_method_and_bad_ratio_are_refused(tmp_path):
+    with pytest.raises(ValueError, match="unknown method 'GWD'; known methods: "):
+        get_method("GWD")
+    with pytest.raises(ValueError, match=r"noise ratio must lie in \[0, 1\], got 1.5"):
+        smoke(tmp_path, ratio=1.5)
+    with pytest.raises(ValueError, match=r"imbalance factor must lie in \(0, 1\], got 0"):
+        smoke(tmp_path, imbalance=0)
+
+
+def test_cli_reports_bad_input_without_a_traceback(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    out = subprocess.run([sys.executable, "-m", "gdwlib", "run", "--ratio", "-0.1", "--results-dir", str(tmp_path)],
+                         env=env, capture_output=True, text=True)
+    assert out.returncode == 2
+    assert out.stderr.strip() == "error: noise ratio must lie in [0, 1], got -0.1"
+    out = subprocess.run([sys.executable, "-m", "gdwlib", "run", "--method", "Nope", "--profile", "smoke",
+                          "--results-dir", str(tmp_path)], env=env, capture_output=True, text=True)
+    assert out.returncode == 2 and "unknown method 'Nope'" in out.stderr
+
+
+def test_missing_data_set_says_where_it_looked(tmp_path, monkeypatch):
+    monkeypatch.setattr("gdwlib.data.fashion_mnist.DEBIAN_DIR", tmp_path / "nowhere")
+    monkeypatch.delenv("GDW_DATA", raising=False)
+    with pytest.raises(FileNotFoundError, match="looked in: .*nowhere.*apt-get install dataset-fashion-mnist"):
+        build_data(smoke(tmp_path, data_dir=str(tmp_path / "empty")))
