@@ -22,7 +22,7 @@ book: $(STAMP) data
 	@echo "Open _build/html/index.html"
 
 test: $(STAMP) data
-	$(BIN)/python -m pytest tests --nbval-lax notebooks/0[1-4]-*.ipynb
+	$(BIN)/python -m pytest tests --nbval-lax notebooks/0*.ipynb
 
 clean:
 	rm -rf _build

@@ -8,7 +8,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import Iterable
 
 import torch
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from .config import RunConfig
 from .methods import NonFiniteLossError, get_method

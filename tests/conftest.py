@@ -38,3 +38,47 @@ def batches(float64):
     x_meta = torch.randn(7, 1, 8, 8)
     y_meta = torch.randint(0, 5, (7,))
     return x, y, x_meta, y_meta
+
+
+def interrupt_then_resume(monkeypatch, config, interrupt_at: int = 2) -> dict:
+    """Run ``config``, stop it with Ctrl-C during its ``interrupt_at``-th evaluation (the checkpoint
+    then holds ``interrupt_at - 1`` epochs), then run it again to the end; return that result."""
+    from gdwlib import train
+
+    real, calls = train.evaluate, {"n": 0}
+
+    def interrupt(model, batches):
+        calls["n"] += 1
+        if calls["n"] == interrupt_at:
+            raise KeyboardInterrupt
+        return real(model, batches)
+
+    monkeypatch.setattr(train, "evaluate", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        train.run(config, progress=False)
+    directory = train.run_directory(config)
+    assert torch.load(directory / "checkpoint.pt", weights_only=True)["epoch"] == interrupt_at - 1
+    assert not (directory / "result.json").exists()
+    monkeypatch.setattr(train, "evaluate", real)
+    return train.run(config, progress=False)
+
+
+def assert_same_run(config_a, config_b) -> None:
+    """Two finished runs computed the same thing: history, final model, exported arrays."""
+    import numpy as np
+
+    from gdwlib import train
+
+    a, b = train.find_result(config_a), train.find_result(config_b)
+    for key in ("lr", "train_loss", "test_accuracy"):
+        assert [h[key] for h in a["history"]] == [h[key] for h in b["history"]], key
+    assert a["final_accuracy"] == b["final_accuracy"]
+    dir_a, dir_b = train.run_directory(config_a), train.run_directory(config_b)
+    sa, sb = (torch.load(d / "model.pt", weights_only=True) for d in (dir_a, dir_b))
+    assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+    for name in ("exports.npz", "weights.npz"):
+        assert (dir_a / name).exists() == (dir_b / name).exists()
+        if (dir_a / name).exists():
+            with np.load(dir_a / name) as fa, np.load(dir_b / name) as fb:
+                assert set(fa) == set(fb)
+                assert all(np.array_equal(fa[k], fb[k], equal_nan=True) for k in fa), name

@@ -22,6 +22,8 @@ from gdwlib.gradients import D1
 from gdwlib.methods import METHODS, NonFiniteLossError, get_method
 from gdwlib.profiles import profile_config
 from gdwlib.results import read_json, write_json
+
+from conftest import assert_same_run, interrupt_then_resume
 from gdwlib.train import find_result, run
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -31,42 +33,22 @@ def smoke(tmp_path, **fields) -> RunConfig:
     return profile_config("smoke", "fashion-mnist", results_dir=str(tmp_path), device="cpu", **fields)
 
 
-def model_state(result_dir: Path) -> dict:
-    return torch.load(result_dir / "model.pt", weights_only=True)
+# Gen-label's first epoch of three is its warm-up: interrupt after its first meta epoch, so that
+# the checkpoint holds learned labels
+INTERRUPT_AT = {"Gen-label": 3}
 
 
-def assert_same_run(a: dict, b: dict, dir_a: Path, dir_b: Path):
-    assert [h["test_accuracy"] for h in a["history"]] == [h["test_accuracy"] for h in b["history"]]
-    assert [h["train_loss"] for h in a["history"]] == [h["train_loss"] for h in b["history"]]
-    assert a["final_accuracy"] == b["final_accuracy"]
-    sa, sb = model_state(dir_a), model_state(dir_b)
-    assert all(torch.equal(sa[k], sb[k]) for k in sa)
-
-
-@pytest.mark.parametrize("method", ["BaseModel", "GDW"])
+@pytest.mark.parametrize("method", sorted(METHODS))
 def test_resume_after_interruption_equals_uninterrupted_run(tmp_path, monkeypatch, method):
-    config = smoke(tmp_path / "a", method=method, epochs=3)
-    full = run(config, progress=False)
-
-    resumed_config = smoke(tmp_path / "b", method=method, epochs=3)
-    calls = {"n": 0}
-    real_evaluate = train_module.evaluate
-
-    def interrupt_in_second_epoch(model, batches):
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise KeyboardInterrupt
-        return real_evaluate(model, batches)
-
-    monkeypatch.setattr(train_module, "evaluate", interrupt_in_second_epoch)
-    with pytest.raises(KeyboardInterrupt):
-        run(resumed_config, progress=False)
-    directory = train_module.run_directory(resumed_config)
-    assert (directory / "checkpoint.pt").exists() and not (directory / "result.json").exists()
-    monkeypatch.setattr(train_module, "evaluate", real_evaluate)
-    resumed = run(resumed_config, progress=False)
-    assert_same_run(full, resumed, train_module.run_directory(config), directory)
-    assert not (directory / "checkpoint.pt").exists()
+    fields = {"options": {"epochs": 3}} if method == "Fine-tuning" else {"epochs": 3}
+    full = smoke(tmp_path / "a", method=method, **fields)
+    run(full, progress=False)
+    resumed = smoke(tmp_path / "b", method=method, **fields)
+    for required in get_method(method).requirements(resumed):  # so that the interruption falls in this run
+        run(required, progress=False)
+    interrupt_then_resume(monkeypatch, resumed, INTERRUPT_AT.get(method, 2))
+    assert_same_run(full, resumed)
+    assert not (train_module.run_directory(resumed) / "checkpoint.pt").exists()
 
 
 def test_kill_9_then_rerun_resumes_and_matches(tmp_path):
@@ -89,9 +71,8 @@ def test_kill_9_then_rerun_resumes_and_matches(tmp_path):
     done = torch.load(directory / "checkpoint.pt", weights_only=True)["epoch"]
     assert 1 <= done < 6
     subprocess.run(base + ["--results-dir", str(tmp_path / "b")], check=True, env=env, capture_output=True)
-    (reference_dir,) = (tmp_path / "a" / "runs").iterdir()
-    assert_same_run(read_json(reference_dir / "result.json"), read_json(directory / "result.json"),
-                    reference_dir, directory)
+    config = profile_config("smoke", "fashion-mnist", method="GDW", epochs=6, device="cpu", train_size=2000)
+    assert_same_run(config.replace(results_dir=str(tmp_path / "a")), config.replace(results_dir=str(tmp_path / "b")))
 
 
 def test_finished_run_is_not_retrained(tmp_path, monkeypatch):

@@ -2,12 +2,21 @@
 keyed by the names the tables use."""
 from __future__ import annotations
 
+import inspect
+
 from .base import BaseModel, LogitGradientMethod, Method, NonFiniteLossError
+from .coteach import CoTeaching
+from .finetune import FineTuning
+from .glc import GLC
+from .insw import INSW
+from .l2rw import L2RW
+from .labels import GenLabel, SoftLabel
+from .losses import Balanced, Focal
 from .weighting import GDW, MWNet
 
 METHODS: dict[str, type[Method]] = {
     m.name: m
-    for m in (BaseModel, MWNet, GDW)
+    for m in (BaseModel, FineTuning, CoTeaching, GLC, L2RW, INSW, MWNet, SoftLabel, GenLabel, Focal, Balanced, GDW)
 }
 
 
@@ -18,4 +27,17 @@ def get_method(name: str) -> type[Method]:
     return METHODS[name]
 
 
-__all__ = ["METHODS", "Method", "LogitGradientMethod", "NonFiniteLossError", "get_method", "BaseModel", "MWNet", "GDW"]
+def method_card(cls: type[Method]) -> str:
+    """Markdown for the book's set-up page: a method's docstring and its named options."""
+    doc = inspect.cleandoc(cls.__doc__ or "")
+    doc = doc.replace("Set-up for the GDW setting:", "**Set-up for the GDW setting:**")
+    options = getattr(cls, "options", {}) or {}
+    table = ""
+    if options:
+        rows = "".join(f"| `{k}` | `{v!r}` |\n" for k, v in options.items())
+        table = f"\n\n| option (`--set option.NAME=VALUE`) | default |\n|---|---|\n{rows}"
+    return f"## {cls.name}\n\n{doc}{table}\n"
+
+
+__all__ = ["METHODS", "Method", "LogitGradientMethod", "NonFiniteLossError", "get_method", "method_card", "BaseModel", "FineTuning",
+           "CoTeaching", "GLC", "L2RW", "INSW", "MWNet", "SoftLabel", "GenLabel", "Focal", "Balanced", "GDW"]

@@ -31,6 +31,15 @@ def check_finite(value: Tensor, what: str = "loss") -> None:
         raise NonFiniteLossError(f"the {what} is {'NaN' if torch.isnan(value).any() else 'infinite'}")
 
 
+def step_through_logits(optimizer: torch.optim.Optimizer, logits: Tensor, G: Tensor) -> None:
+    """The update every method ends with: send ``G`` into the logits of the real forward (one
+    backward pass) and take the optimiser's step."""
+    check_finite(G, "gradient sent into the logits")
+    optimizer.zero_grad(set_to_none=True)
+    logits.backward(G)
+    optimizer.step()
+
+
 def make_model(config: RunConfig, data) -> nn.Module:
     c, h, w = data.input_shape
     kwargs = {"weights_path": config.pretrained} if config.model == "resnet18" else {}
@@ -49,6 +58,7 @@ class Method:
     uses_meta: ClassVar[bool] = False        # needs batches of the clean meta set every iteration
     records_weights: ClassVar[bool] = False  # reports weights to a WeightStats (Figures 3-6)
     options: ClassVar[dict[str, Any]] = {}   # named options (config.options) with their defaults
+    instance_tensors: ClassVar[tuple[str, ...]] = ()  # per-instance tensors: checkpointed and exported
 
     def __init__(self, config: RunConfig, data, device: torch.device):
         unknown = set(dict(config.options)) - set(self.options)
@@ -95,6 +105,15 @@ class Method:
         """One update from one training batch; returns the batch's (unweighted) training loss."""
         raise NotImplementedError
 
+    def forward(self, batch: Batch) -> tuple[Tensor, Tensor]:
+        """The real forward of a training batch in train mode (BatchNorm statistics update here,
+        once per iteration) and its plain cross-entropy with the training labels."""
+        self.model.train()
+        logits = self.model(batch.x)
+        loss = F.cross_entropy(logits.detach(), batch.y)
+        check_finite(loss)
+        return logits, loss
+
     def end_epoch(self, epoch: int) -> None:
         """Called after each epoch's last step, before evaluation."""
 
@@ -102,15 +121,19 @@ class Method:
         return self.model
 
     def state_dict(self) -> dict:
-        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict()}
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                **{k: getattr(self, k).clone() for k in self.instance_tensors}}
 
     def load_state_dict(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
+        for k in self.instance_tensors:
+            getattr(self, k).copy_(state[k])
 
     def exports(self) -> dict[str, np.ndarray]:
-        """Learned per-instance quantities, saved beside the result."""
-        return {}
+        """Learned per-instance quantities (indexed by the training set's instance index), saved
+        beside the result."""
+        return {k: getattr(self, k).cpu().numpy() for k in self.instance_tensors}
 
 
 class LogitGradientMethod(Method):
@@ -121,15 +144,8 @@ class LogitGradientMethod(Method):
         raise NotImplementedError
 
     def train_step(self, batch: Batch, meta: Iterator[Batch] | None) -> float:
-        self.model.train()
-        logits = self.model(batch.x)
-        loss = F.cross_entropy(logits.detach(), batch.y)
-        check_finite(loss)
-        G = self.logit_gradient(logits.detach(), batch)
-        check_finite(G, "gradient sent into the logits")
-        self.optimizer.zero_grad(set_to_none=True)
-        logits.backward(G)
-        self.optimizer.step()
+        logits, loss = self.forward(batch)
+        step_through_logits(self.optimizer, logits, self.logit_gradient(logits.detach(), batch))
         return loss.item()
 
 

@@ -14,7 +14,7 @@ import torch
 from ..bilevel import first_stage_weights, gdw_iteration, weighted_meta_step
 from ..data.batches import Batch
 from ..models import WeightingNetwork
-from .base import Method, check_finite
+from .base import Method, check_finite, step_through_logits
 
 
 class MWNet(Method):
@@ -46,17 +46,11 @@ class MWNet(Method):
         with torch.no_grad():
             w_new = self.vnet(step.losses[:, None]).reshape(-1)
         G = w_new[:, None] * step.d1 / len(batch)
-        self._step3(step.logits, G)
+        step_through_logits(self.optimizer, step.logits, G)
         if self.stats is not None:
             self.stats.record(batch.y, batch.y_true, batch.index, step.w, step.omega,
                               first_stage_weights(w_new, self.num_classes))
         return step.losses.mean().item()
-
-    def _step3(self, logits, G) -> None:
-        check_finite(G, "gradient sent into the logits")
-        self.optimizer.zero_grad(set_to_none=True)
-        logits.backward(G)
-        self.optimizer.step()
 
     def state_dict(self) -> dict:
         return {**super().state_dict(), "vnet": self.vnet.state_dict(), "vnet_optimizer": self.vnet_optimizer.state_dict()}
@@ -86,7 +80,7 @@ class GDW(MWNet):
                            method=c.meta_method)
         check_finite(it.losses.mean())
         check_finite(torch.tensor(it.meta_loss), "meta loss")
-        self._step3(it.logits, it.G_step3)
+        step_through_logits(self.optimizer, it.logits, it.G_step3)
         if self.stats is not None:
             self.stats.record(batch.y, batch.y_true, batch.index, it.w, it.omega, it.omega_prime)
         return it.losses.mean().item()
