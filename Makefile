@@ -4,7 +4,11 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: book test data env clean
+PROFILE ?= cpu
+WORKERS ?= 2
+EXPERIMENTS := 10-table2-uniform-noise 11-table3-flip-noise 12-table4-long-tail 13-table5-clothing1m 14-figures 15-report
+
+.PHONY: book experiments test data env clean
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -17,7 +21,17 @@ env: $(STAMP)
 data: $(STAMP)
 	scripts/get-data.sh $(BIN)/python
 
-book: $(STAMP) data
+# Train every run the experiments need (both cores, finished runs skipped), then execute each
+# experiment notebook with papermill into book/experiments/, which the book publishes.
+experiments: $(STAMP) data
+	$(BIN)/python -m gdwlib sweep --profile $(PROFILE) --workers $(WORKERS)
+	mkdir -p book/experiments
+	for nb in $(EXPERIMENTS); do \
+	  $(BIN)/papermill --no-progress-bar notebooks/$$nb.ipynb book/experiments/$$nb.ipynb \
+	    -p profile $(PROFILE) -p workers $(WORKERS) || exit 1; \
+	done
+
+book: experiments
 	$(BIN)/jupyter-book build . --warningiserror --keep-going
 	@echo "Open _build/html/index.html"
 
@@ -25,4 +39,4 @@ test: $(STAMP) data
 	$(BIN)/python -m pytest tests --nbval-lax notebooks/0*.ipynb
 
 clean:
-	rm -rf _build
+	rm -rf _build book/experiments

@@ -1,0 +1,146 @@
+"""The paper's experiments as grids of runs: which methods, data sets, settings and seeds make
+each table, for each profile.
+
+A cell of a table is (method, column); a column is a data set with one noise ratio or imbalance
+factor, keyed as in ``paper_results.json`` (``"cifar10/0.4"``). The ``cpu`` profile replaces
+CIFAR-10 and CIFAR-100 by Fashion-MNIST; its columns are compared with the paper's CIFAR-10
+columns, and labelled so.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .config import RunConfig
+from .profiles import profile_config
+
+NOISY = ["BaseModel", "Fine-tuning", "Co-teach", "GLC", "L2RW", "INSW", "MWNet", "Soft-label", "Gen-label", "GDW"]
+LONG_TAIL = ["BaseModel", "Fine-tuning", "Focal", "Balanced", "L2RW", "INSW", "MWNet", "GDW"]
+
+TABLES = {
+    "table2": dict(key="table2_uniform_noise", methods=NOISY, kind="noise", noise="uniform", levels=(0.0, 0.4, 0.6),
+                   title="Table 2: uniform label noise"),
+    "table3": dict(key="table3_flip_noise", methods=NOISY, kind="noise", noise="flip", levels=(0.0, 0.2, 0.4),
+                   title="Table 3: flip label noise"),
+    "table4": dict(key="table4_long_tail", methods=LONG_TAIL, kind="imbalance", noise="none", levels=(1.0, 0.1, 0.01),
+                   title="Table 4: long-tailed training sets"),
+    "table5": dict(key="table5_clothing1m", methods=NOISY, kind="clothing", noise="none", levels=(None,),
+                   title="Table 5: Clothing1M"),
+}
+DATASETS = {"cpu": ["fashion-mnist"], "smoke": ["fashion-mnist"], "paper": ["cifar10", "cifar100"]}
+SEEDS = {"cpu": [1, 2, 3], "smoke": [1], "paper": [1, 2, 3, 4, 5]}
+PAPER_DATASET = {"fashion-mnist": "cifar10", "cifar10": "cifar10", "cifar100": "cifar100", "clothing1m": "clothing1m"}
+
+
+@dataclass(frozen=True)
+class Cell:
+    method: str
+    column: str        # "<dataset>/<level>" as the paper's keys, e.g. "fashion-mnist/0.4", "cifar10/0.01"
+    paper_column: str  # the column of the paper's table shown beside it
+    config: RunConfig
+    label: str = ""    # the column's heading, e.g. "Fashion-MNIST, 40%"
+    paper_label: str = ""
+
+
+DATASET_NAMES = {"fashion-mnist": "Fashion-MNIST", "cifar10": "CIFAR-10", "cifar100": "CIFAR-100",
+                 "clothing1m": "Clothing1M"}
+
+
+def _level(kind: str, level) -> str:
+    """The level as the paper's keys write it: noise ratios with one decimal, imbalance factors as is."""
+    return f"{level:.1f}" if kind == "noise" else f"{level:g}"
+
+
+def _label(dataset: str, kind: str, level) -> str:
+    name = DATASET_NAMES.get(dataset, dataset)
+    if level is None:
+        return name
+    return f"{name}, {level:.0%}" if kind == "noise" else f"{name}, μ = {level:g}"
+
+
+def setting_config(profile: str, dataset: str, kind: str, noise: str, level, method: str, seed: int,
+                   **fields) -> RunConfig:
+    """The config of one run of a table."""
+    if kind == "noise":
+        fields.update(noise=noise, ratio=level)
+    elif kind == "imbalance":
+        fields.update(noise="none", ratio=0.0, imbalance=level)
+    return profile_config(profile, dataset, method=method, seed=seed, **fields)
+
+
+def table_cells(table: str, profile: str = "cpu", *, datasets=None, methods=None, levels=None, seeds=None,
+                **fields) -> list[Cell]:
+    """Every run of ``table`` under ``profile``; ``fields`` (epochs, device, data_dir, results_dir,
+    ...) apply to all of them."""
+    spec = TABLES[table]
+    fields = {k: v for k, v in fields.items() if v is not None}
+    if spec["kind"] == "clothing":
+        datasets = ["clothing1m"]
+    cells = []
+    for dataset in datasets or DATASETS[profile]:
+        for level in levels or spec["levels"]:
+            kind, paper_dataset = spec["kind"], PAPER_DATASET[dataset]
+            column = "clothing1m" if level is None else f"{dataset}/{_level(kind, level)}"
+            paper_column = "clothing1m" if level is None else f"{paper_dataset}/{_level(kind, level)}"
+            labels = _label(dataset, kind, level), _label(paper_dataset, kind, level)
+            for method in methods or spec["methods"]:
+                for seed in seeds or SEEDS[profile]:
+                    config = setting_config(profile, dataset, kind, spec["noise"], level, method, seed, **fields)
+                    cells.append(Cell(method, column, paper_column, config, *labels))
+    return cells
+
+
+def ablation_cells(profile: str = "cpu", *, datasets=None, levels=None, seeds=None, **fields) -> list[Cell]:
+    """Section 4.1's ablation: GDW without the zero-mean constraint, beside GDW and MW-Net, under
+    uniform noise."""
+    cells = table_cells("table2", profile, datasets=datasets, methods=["MWNet", "GDW"], levels=levels, seeds=seeds,
+                        **fields)
+    ablated = [Cell("GDW (no constraint)", c.column, c.paper_column, c.config.replace(constraint=False), c.label,
+                    c.paper_label) for c in cells if c.method == "GDW"]
+    return cells + ablated
+
+
+def figure_configs(profile: str = "cpu", *, dataset=None, seed=None, **fields) -> dict[str, RunConfig]:
+    """The runs Figures 3-6 are drawn from: GDW and MW-Net under 40% uniform noise (Figures 3-5)
+    and GDW on the long-tailed set with mu = 0.1 (Figure 6), first seed of the profile."""
+    dataset = dataset or DATASETS[profile][0]
+    seed = seed or SEEDS[profile][0]
+    fields = {k: v for k, v in fields.items() if v is not None}
+    noisy = lambda m: setting_config(profile, dataset, "noise", "uniform", 0.4, m, seed, **fields)  # noqa: E731
+    return {"GDW": noisy("GDW"), "MWNet": noisy("MWNet"),
+            "GDW long tail": setting_config(profile, dataset, "imbalance", "none", 0.1, "GDW", seed, **fields)}
+
+
+def all_configs(profile: str = "cpu", **fields) -> list[RunConfig]:
+    """Every run the book's experiments need under ``profile`` (Clothing1M only with its data)."""
+    tables = ["table2", "table3", "table4"] + (["table5"] if fields.get("data_dir") and profile == "paper" else [])
+    cells = [c for t in tables for c in table_cells(t, profile, **fields)] + ablation_cells(profile, **fields)
+    return [c.config for c in cells] + list(figure_configs(profile, **fields).values())
+
+
+def check_requirements(profile: str, datasets: list[str], device: str, data_dir: str | None = None) -> None:
+    """Stop at once, with what to do, where a profile cannot run here."""
+    import torch
+
+    from .data.cifar import find_cifar
+    from .data.fashion_mnist import load_fashion_mnist
+
+    if profile == "paper" and not (device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())):
+        raise RuntimeError("the 'paper' profile trains ResNet-32 for 80 epochs per run (hundreds of runs): it needs a "
+                           "GPU. Run it where CUDA is available (papermill ... -p profile paper -p device cuda), or "
+                           "use the 'cpu' profile here.")
+    for dataset in datasets:
+        if dataset == "fashion-mnist":
+            load_fashion_mnist("test", data_dir)
+        elif dataset in ("cifar10", "cifar100"):
+            find_cifar(dataset, data_dir)
+        elif dataset == "clothing1m" and not data_dir:
+            raise FileNotFoundError("Clothing1M needs data_dir: the directory with its label and key files")
+
+
+def run_configs(configs: list[RunConfig], profile: str, device: str = "auto", data_dir: str | None = None,
+                workers: int = 2, progress: bool = False) -> None:
+    """Check that ``profile`` can run here, then train every run that has no result yet."""
+    from .sweep import run_all
+
+    check_requirements(profile, sorted({c.dataset for c in configs}), device, data_dir)
+    run_all(configs, workers=workers, progress=progress)

@@ -1,0 +1,318 @@
+"""Tables and captions from finished runs, beside the paper's numbers.
+
+Nothing here trains or invents a number: every value comes from a result file (or the paper's
+``paper_results.json``), and every caption is derived from the configs and devices recorded in
+the result files that produced the table.
+"""
+from __future__ import annotations
+
+import html
+import json
+from importlib import resources
+from typing import Iterable
+
+import numpy as np
+import pandas as pd
+
+from .experiments import DATASET_NAMES, Cell
+from .sweep import failure
+from .train import find_result
+
+MODEL_NAMES = {"mlp": "MLP 784-256-256-10", "mlp_bn": "MLP 784-256-256-10 with BatchNorm", "resnet32": "ResNet-32", "small_cnn": "small CNN", "resnet18": "ResNet-18"}
+
+
+def paper_results() -> dict:
+    """The paper's numbers (its Tables 2-5, figure descriptions and claims)."""
+    return json.loads(resources.files("gdwlib").joinpath("paper_results.json").read_text())
+
+
+def collect(cells: Iterable[Cell]) -> pd.DataFrame:
+    """One row per run: its cell, seed, final accuracy (NaN unless finished) and status."""
+    rows = []
+    for cell in cells:
+        result = find_result(cell.config)
+        failed = None if result else failure(cell.config)
+        rows.append({
+            "method": cell.method, "column": cell.column, "paper_column": cell.paper_column,
+            "label": cell.label, "paper_label": cell.paper_label,
+            "seed": cell.config.seed,
+            "final_accuracy": result["final_accuracy"] if result else np.nan,
+            "wall_time": result["wall_time"] if result else np.nan,
+            "status": "ok" if result else ("diverged" if failed else "missing"),
+            "message": failed["message"] if failed else "",
+            "result": result,
+        })
+    return pd.DataFrame(rows)
+
+
+def summarize(runs: pd.DataFrame) -> pd.DataFrame:
+    """Mean, standard deviation (ddof=1) and counts per (method, column)."""
+    def agg(group: pd.DataFrame) -> pd.Series:
+        ok = group["final_accuracy"].dropna()
+        return pd.Series({"mean": ok.mean() if len(ok) else np.nan,
+                          "std": ok.std(ddof=1) if len(ok) > 1 else np.nan,
+                          "n": len(ok), "diverged": int((group["status"] == "diverged").sum()),
+                          "missing": int((group["status"] == "missing").sum()),
+                          "paper_column": group["paper_column"].iloc[0], "label": group["label"].iloc[0],
+                          "paper_label": group["paper_label"].iloc[0]})
+    return runs.groupby(["method", "column"], sort=False).apply(agg, include_groups=False)
+
+
+def ranks(summary: pd.DataFrame) -> dict[tuple[str, str], int]:
+    """1 for the best and 2 for the second-best mean of each column (ties share a rank)."""
+    out = {}
+    for column, group in summary.groupby(level="column", sort=False):
+        means = group["mean"].dropna().round(2)
+        order = sorted(set(means), reverse=True)
+        for (method, _), m in means.items():
+            rank = order.index(m) + 1
+            if rank <= 2:
+                out[(method, column)] = rank
+    return out
+
+
+def _fmt(mean: float, std: float) -> str:
+    if np.isnan(mean):
+        return "–"
+    return f"{mean:.2f}" + ("" if np.isnan(std) else f" ± {std:.2f}")
+
+
+def table_html(summary: pd.DataFrame, table_key: str, methods: list[str], columns: list[str],
+               level_name: str) -> str:
+    """The paper's layout: methods as rows, settings as columns; our mean ± std with the best in
+    bold and the second best underlined, and the paper's value in grey below each cell."""
+    paper = paper_results()[table_key]["rows"]
+    best = ranks(summary)
+    labels = summary.reset_index().drop_duplicates("column").set_index("column")
+    head = "".join(f"<th>{html.escape(labels.loc[c, 'label'])}<br><span class='paper'>paper: "
+                   f"{html.escape(labels.loc[c, 'paper_label'])}</span></th>" for c in columns)
+    body = []
+    for m in methods:
+        cells = []
+        for c in columns:
+            ours = summary.loc[(m, c)] if (m, c) in summary.index else None
+            text = _fmt(ours["mean"], ours["std"]) if ours is not None else "–"
+            if ours is not None and ours["diverged"]:
+                text += f" <span class='note'>({int(ours['diverged'])} diverged)</span>"
+            rank = best.get((m, c))
+            if rank == 1:
+                text = f"<b>{text}</b>"
+            elif rank == 2:
+                text = f"<u>{text}</u>"
+            ref = paper.get(m, {}).get(ours["paper_column"] if ours is not None else "", None)
+            ref_text = _fmt(ref["mean"], ref["std"] if ref["std"] is not None else np.nan) if ref else "–"
+            cells.append(f"<td>{text}<br><span class='paper'>{ref_text}</span></td>")
+        body.append(f"<tr><th>{html.escape(m)}</th>{''.join(cells)}</tr>")
+    style = ("<style>.gdw-table td,.gdw-table th{text-align:center;padding:3px 8px}"
+             ".gdw-table .paper{color:#888;font-size:85%}.gdw-table .note{color:#b00;font-size:80%}</style>")
+    return (f"{style}<table class='gdw-table'><thead><tr><th>{html.escape(level_name)}</th>{head}</tr></thead>"
+            f"<tbody>{''.join(body)}</tbody></table>")
+
+
+def setting_caption(runs: pd.DataFrame) -> str:
+    """What produced the numbers: data set, model, training size, epochs, seeds, device, code."""
+    results = [r for r in runs["result"] if r]
+    if not results:
+        return "No finished runs yet."
+    parts = []
+    for key, group in _group_by_setting(results).items():
+        dataset, model, train_size, epochs = key
+        seeds = sorted({r["config"]["seed"] for r in group})
+        devices = sorted({f"{r['device']['type']} ({r['device'].get('name', '')})" for r in group})
+        commits = sorted({r["code"]["commit"] for r in group})
+        sizes = sorted({r["data"]["train_size"] for r in group})
+        size = f"{sizes[0]:,}" if len(sizes) == 1 else f"{min(sizes):,}-{max(sizes):,}"
+        parts.append(
+            f"{DATASET_NAMES.get(dataset, dataset)}, {MODEL_NAMES.get(model, model)}, {size} training images"
+            f"{' (subset)' if train_size else ''}, {epochs} epochs (Fine-tuning and GLC: see their set-up), "
+            f"seeds {', '.join(map(str, seeds))}; {len(group)} runs on {'; '.join(devices)}; "
+            f"gdwlib {', '.join(commits)}")
+    return " | ".join(parts)
+
+
+def _group_by_setting(results: list[dict]) -> dict[tuple, list[dict]]:
+    groups: dict[tuple, list[dict]] = {}
+    for r in results:
+        c = r["config"]
+        groups.setdefault((c["dataset"], c["model"], c["train_size"], c["epochs"]), []).append(r)
+    return groups
+
+
+def paper_caption(table_key: str) -> str:
+    if table_key == "table5_clothing1m":
+        return "Paper: Clothing1M, ResNet-18 pre-trained on ImageNet, 5 epochs, one run."
+    return "Paper: CIFAR-10/100, ResNet-32, 80 epochs, mean ± std over 5 seeds."
+
+
+def difference(runs: pd.DataFrame, a: str, b: str, column: str) -> dict:
+    """Mean difference ``a - b`` of final accuracy in ``column`` over seeds they share, with the
+    standard error of the paired differences (NaN with fewer than two pairs)."""
+    pick = lambda m: runs[(runs.method == m) & (runs.column == column)].set_index("seed")["final_accuracy"]  # noqa: E731
+    paired = (pick(a) - pick(b)).dropna()
+    se = paired.std(ddof=1) / np.sqrt(len(paired)) if len(paired) > 1 else np.nan
+    return {"diff": paired.mean() if len(paired) else np.nan, "se": se, "n": len(paired)}
+
+
+def comparison(runs: pd.DataFrame, method: str, others: list[str], columns: list[str]) -> pd.DataFrame:
+    """``method`` minus each of ``others`` per column, over paired seeds: mean difference, its
+    standard error, and a verdict that calls a difference only when it exceeds two standard errors."""
+    rows = []
+    for other in others:
+        for column in columns:
+            d = difference(runs, method, other, column)
+            if d["n"] < 2 or np.isnan(d["se"]):
+                verdict = "too few seeds"
+            elif abs(d["diff"]) <= 2 * d["se"]:
+                verdict = "within noise"
+            else:
+                verdict = f"{method} better" if d["diff"] > 0 else f"{other} better"
+            label = runs.loc[runs.column == column, "label"].iloc[0]
+            rows.append({"versus": other, "setting": label, "difference": round(d["diff"], 2),
+                         "standard error": round(d["se"], 2), "seeds": d["n"], "verdict": verdict})
+    return pd.DataFrame(rows)
+
+
+def show_table(runs: pd.DataFrame, table_key: str, methods: list[str], level_name: str):
+    """Display a table of the paper with its caption (in a notebook)."""
+    from IPython.display import HTML, Markdown, display
+
+    columns = list(dict.fromkeys(runs["column"]))
+    display(HTML(table_html(summarize(runs), table_key, methods, columns, level_name)))
+    missing = runs[runs.status == "missing"]
+    display(Markdown(
+        f"**Our runs** (mean ± std over seeds of the final test accuracy in %, the mean of the last 5 epochs; "
+        f"best in bold, second best underlined): {setting_caption(runs)}.  \n"
+        f"**Grey, below each cell: the paper's number.** {paper_caption(table_key)}"
+        + (f"  \n**{len(missing)} runs have no result yet.**" if len(missing) else "")))
+
+
+
+def iteration_cost(results_dir: str, rounds: int = 3, iters: int = 2) -> dict:
+    """GDW's and MW-Net's time per training iteration on ResNet-32 (CIFAR-shaped batches of 100),
+    interleaved in one process by ``benchmarks/bench_methods.py``; measured once per results
+    directory and cached there (``benchmark.json``)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    path = Path(results_dir) / "benchmark.json"
+    if not path.exists():
+        script = Path(__file__).resolve().parent.parent / "benchmarks" / "bench_methods.py"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run([sys.executable, str(script), "--shapes", "cifar", "--methods", "BaseModel", "MWNet", "GDW",
+                        "--rounds", str(rounds), "--iters", str(iters), "--warmup", "1", "--no-memory",
+                        "--json", str(path)], check=True, capture_output=True)
+    data = json.loads(path.read_text())
+    variants = data["shapes"]["cifar"]["variants"]
+    return {"ms": {k: v["ms_median"] for k, v in variants.items()},
+            "gdw_over_mwnet": variants["GDW"]["ms_median"] / variants["MWNet"]["ms_median"],
+            "machine": data["machine"]}
+
+
+def _gap(runs: pd.DataFrame, a: str, b: str, column: str) -> tuple[float, float, bool]:
+    """(a - b, its standard error, whether a beats b by more than two standard errors)."""
+    d = difference(runs, a, b, column)
+    return d["diff"], d["se"], bool(d["n"] > 1 and d["diff"] > 2 * d["se"])
+
+
+def _growth(runs: pd.DataFrame, a: str, b: str, low: str, high: str) -> tuple[float, float]:
+    """How much the per-seed gap ``a - b`` grows from column ``low`` to ``high``, with its standard error."""
+    def gaps(column):
+        pick = lambda m: runs[(runs.method == m) & (runs.column == column)].set_index("seed")["final_accuracy"]  # noqa: E731
+        return pick(a) - pick(b)
+    growth = (gaps(high) - gaps(low)).dropna()
+    return growth.mean(), growth.std(ddof=1) / np.sqrt(len(growth)) if len(growth) > 1 else np.nan
+
+
+def evaluate_claims(uniform: pd.DataFrame, long_tail: pd.DataFrame, ablation: pd.DataFrame,
+                    cost: dict | None = None) -> pd.DataFrame:
+    """Each claim of the paper beside what our runs show.
+
+    Verdicts: *held* when every difference the claim rests on exceeds two standard errors of the
+    seed-by-seed differences and a size the paper states is reached; *partly held* when the
+    direction is shown beyond noise but the stated size is not (or a stated growth stays within
+    noise); *not held* otherwise; *not tested* without the runs. ``cost`` is
+    :func:`iteration_cost`'s measurement."""
+    claims = paper_results()["claims"]
+    cols = list(dict.fromkeys(uniform["column"]))
+    dataset = cols[0].split("/")[0]
+    c40, c60 = f"{dataset}/0.4", f"{dataset}/0.6"
+    rows = []
+
+    times = uniform[uniform.status == "ok"].groupby("method")["wall_time"].mean()
+    per_run = times.get("GDW", np.nan) / times.get("MWNet", np.nan)
+    text = f"mean wall time per run of Table 2, GDW / MW-Net = {per_run:.2f} (this profile's network)"
+    verdict = "not tested"
+    if cost is not None:
+        m = cost["machine"]
+        text = (f"time per iteration on ResNet-32 (batch 100, CIFAR-shaped, interleaved in one process, {m['type']}: "
+                f"{m.get('name', '')}, {m.get('threads', '?')} threads): GDW / MW-Net = {cost['gdw_over_mwnet']:.2f}; "
+                + text)
+        verdict = "held" if cost["gdw_over_mwnet"] <= 1.05 else "not held"
+    rows.append(("no_extra_cost", text, verdict))
+
+    summary = summarize(uniform)
+    at60 = summary.xs(c60, level="column")["mean"].dropna().sort_values(ascending=False) if c60 in cols else None
+    if at60 is not None and "GDW" in at60.index and len(at60) > 1:
+        second = at60.drop("GDW").idxmax()
+        margin, se, beats = _gap(uniform, "GDW", second, c60)
+        threshold = PAPER_THRESHOLDS.get(dataset, 3.0)
+        best = at60.index[0] == "GDW"
+        rows.append(("uniform60_gain", f"at 60% uniform noise GDW {'has' if best else 'does not have'} the highest mean; "
+                     f"GDW minus the best other method ({second}) = {margin:+.2f} ± {se:.2f} points (the paper's "
+                     f"margin for the corresponding CIFAR column: more than {threshold:g})",
+                     "held" if best and beats and margin > threshold else "partly held" if best and beats
+                     else "not held"))
+    else:
+        rows.append(("uniform60_gain", "no 60% uniform-noise runs", "not tested"))
+
+    if c40 in cols and c60 in cols:
+        g40, s40, b40 = _gap(uniform, "GDW", "MWNet", c40)
+        g60, s60, b60 = _gap(uniform, "GDW", "MWNet", c60)
+        growth, gse = _growth(uniform, "GDW", "MWNet", c40, c60)
+        grows = bool(growth > 2 * gse)
+        rows.append(("gap_grows_with_noise", f"GDW minus MW-Net: {g40:+.2f} ± {s40:.2f} at 40%, {g60:+.2f} ± {s60:.2f} "
+                     f"at 60%; growth {growth:+.2f} ± {gse:.2f}",
+                     "held" if b40 and b60 and grows else "partly held" if b40 and b60 and growth > 0 else "not held"))
+    else:
+        rows.append(("gap_grows_with_noise", "no 40%/60% uniform-noise runs", "not tested"))
+
+    lt_col = f"{dataset}/0.01"
+    if lt_col in set(long_tail["column"]):
+        g, s, beats = _gap(long_tail, "GDW", "MWNet", lt_col)
+        rows.append(("longtail_0.01", f"GDW minus MW-Net at mu = 0.01: {g:+.2f} ± {s:.2f} points (the paper: +8.6 "
+                     "on CIFAR-10)", "held" if beats and g >= 8.6 else "partly held" if beats else "not held"))
+    else:
+        rows.append(("longtail_0.01", "no mu = 0.01 runs", "not tested"))
+
+    gaps = [(c, *_gap(ablation, "GDW", "GDW (no constraint)", c)) for c in (c40, c60) if c in set(ablation["column"])]
+    if gaps:
+        label = lambda c: ablation.loc[ablation.column == c, "label"].iloc[0]  # noqa: E731
+        text = "; ".join(f"GDW minus GDW without it, {label(c)}: {g:+.2f} ± {s:.2f}" for c, g, s, _ in gaps)
+        rows.append(("zero_mean_needed", text, "held" if all(b for *_, b in gaps) else "not held"))
+    else:
+        rows.append(("zero_mean_needed", "no ablation runs", "not tested"))
+
+    return pd.DataFrame([{"claim": key, "the paper says": claims[key], "our runs show": text, "verdict": verdict}
+                         for key, text, verdict in rows])
+
+
+# The paper's stated margins, per data set of the profile (our Fashion-MNIST column is compared
+# with the paper's CIFAR-10 numbers, so it inherits CIFAR-10's threshold).
+PAPER_THRESHOLDS = {"fashion-mnist": 3.0, "cifar10": 3.0, "cifar100": 6.0}
+
+
+def run_times(runs: pd.DataFrame) -> pd.DataFrame:
+    """Mean wall time per run of each method (finished runs), and its ratio to BaseModel's."""
+    ok = runs[runs.status == "ok"]
+    t = ok.groupby("method", sort=False)["wall_time"].agg(["mean", "count"])
+    t["x BaseModel"] = t["mean"] / t.loc["BaseModel", "mean"] if "BaseModel" in t.index else np.nan
+    return t.rename(columns={"mean": "seconds per run", "count": "runs"}).round(2)
+
+
+def headline(runs: pd.DataFrame, methods: list[str], columns: list[str]) -> pd.DataFrame:
+    """Mean ± std of the final accuracy of ``methods`` in ``columns`` (methods as rows)."""
+    s = summarize(runs)
+    labels = dict(zip(runs["column"], runs["label"]))
+    return pd.DataFrame({labels[c]: {m: _fmt(s.loc[(m, c), "mean"], s.loc[(m, c), "std"])
+                                           for m in methods if (m, c) in s.index} for c in columns})
