@@ -137,9 +137,15 @@ def identity(c: RunConfig) -> dict[str, Any]:
     return d
 
 
-def run_id(c: RunConfig, device: str) -> str:
-    """A readable, unique name for the run of ``c`` on ``device`` ('cpu' or 'cuda')."""
-    ident = json.dumps({**identity(c), "device": device}, sort_keys=True, default=str)
+def run_id(c: RunConfig, device: str, option_defaults: dict[str, Any] | None = None) -> str:
+    """A readable, unique name for the run of ``c`` on ``device`` ('cpu' or 'cuda').
+
+    ``option_defaults`` are the method's named options with their defaults: the options in force
+    (defaults overridden by ``c.options``) are part of the identity, so that changing a default
+    never passes off an old result as a run of the new setting."""
+    ident = identity(c)
+    ident["options"] = {**(option_defaults or {}), **ident["options"]}
+    ident = json.dumps({**ident, "device": device}, sort_keys=True, default=str)
     digest = hashlib.sha256(ident.encode()).hexdigest()[:10]
     setting = f"{c.noise}{c.ratio:g}" if c.noise != "none" else "clean"
     if c.imbalance < 1:

@@ -18,7 +18,8 @@ from .experiments import DATASET_NAMES, Cell
 from .sweep import failure
 from .train import find_result
 
-MODEL_NAMES = {"mlp": "MLP 784-256-256-10", "mlp_bn": "MLP 784-256-256-10 with BatchNorm", "resnet32": "ResNet-32", "small_cnn": "small CNN", "resnet18": "ResNet-18"}
+MODEL_NAMES = {"mlp": "MLP 784-256-256-10", "mlp_bn": "MLP 784-256-256-10 with BatchNorm", "resnet32": "ResNet-32",
+               "small_cnn": "small CNN", "resnet18": "ResNet-18"}
 
 
 def paper_results() -> dict:
@@ -144,11 +145,14 @@ def paper_caption(table_key: str) -> str:
     return "Paper: CIFAR-10/100, ResNet-32, 80 epochs, mean ± std over 5 seeds."
 
 
+def _per_seed(runs: pd.DataFrame, method: str, column: str) -> pd.Series:
+    return runs[(runs.method == method) & (runs.column == column)].set_index("seed")["final_accuracy"]
+
+
 def difference(runs: pd.DataFrame, a: str, b: str, column: str) -> dict:
     """Mean difference ``a - b`` of final accuracy in ``column`` over seeds they share, with the
     standard error of the paired differences (NaN with fewer than two pairs)."""
-    pick = lambda m: runs[(runs.method == m) & (runs.column == column)].set_index("seed")["final_accuracy"]  # noqa: E731
-    paired = (pick(a) - pick(b)).dropna()
+    paired = (_per_seed(runs, a, column) - _per_seed(runs, b, column)).dropna()
     se = paired.std(ddof=1) / np.sqrt(len(paired)) if len(paired) > 1 else np.nan
     return {"diff": paired.mean() if len(paired) else np.nan, "se": se, "n": len(paired)}
 
@@ -217,10 +221,9 @@ def _gap(runs: pd.DataFrame, a: str, b: str, column: str) -> tuple[float, float,
 
 def _growth(runs: pd.DataFrame, a: str, b: str, low: str, high: str) -> tuple[float, float]:
     """How much the per-seed gap ``a - b`` grows from column ``low`` to ``high``, with its standard error."""
-    def gaps(column):
-        pick = lambda m: runs[(runs.method == m) & (runs.column == column)].set_index("seed")["final_accuracy"]  # noqa: E731
-        return pick(a) - pick(b)
-    growth = (gaps(high) - gaps(low)).dropna()
+    def gap(column):
+        return _per_seed(runs, a, column) - _per_seed(runs, b, column)
+    growth = (gap(high) - gap(low)).dropna()
     return growth.mean(), growth.std(ddof=1) / np.sqrt(len(growth)) if len(growth) > 1 else np.nan
 
 

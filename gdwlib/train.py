@@ -38,8 +38,9 @@ def resolve_device(name: str) -> torch.device:
 
 
 def run_directory(config: RunConfig, device: torch.device | None = None) -> Path:
+    """Where the run of ``config`` keeps its checkpoint and result (named by :func:`run_id`)."""
     device = device or resolve_device(config.device)
-    return Path(config.results_dir) / "runs" / run_id(config, device.type)
+    return Path(config.results_dir) / "runs" / run_id(config, device.type, get_method(config.method).options)
 
 
 def find_result(config: RunConfig) -> dict | None:
@@ -91,7 +92,7 @@ def _exclusive(directory: Path):
 def run(config: RunConfig, *, progress: bool = True) -> dict:
     """Train ``config`` (or resume it, or read back its finished result) and return the result."""
     device = resolve_device(config.device)
-    directory = Path(config.results_dir) / "runs" / run_id(config, device.type)
+    directory = run_directory(config, device)
     if (directory / "result.json").exists():
         return read_json(directory / "result.json")
     with _exclusive(directory):

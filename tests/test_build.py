@@ -97,3 +97,32 @@ def test_clothing1m_batches_from_its_standard_files(tmp_path):
 def test_clothing1m_needs_a_data_dir():
     with pytest.raises(ValueError, match="Clothing1M needs --data-dir"):
         build_data(profile_config("paper", "clothing1m"))
+
+
+def test_fashion_mnist_download_only_when_asked(tmp_path, monkeypatch):
+    """GDW_DOWNLOAD=1 lets torchvision fetch the files into the cache (a stand-in here: no network)."""
+    import torchvision
+
+    from gdwlib.data import fashion_mnist
+    from gdwlib.data.idx import write_idx
+
+    monkeypatch.setattr(fashion_mnist, "DEBIAN_DIR", tmp_path / "none")
+    monkeypatch.setattr(fashion_mnist, "CACHE_DIR", tmp_path / "cache")
+    monkeypatch.delenv("GDW_DATA", raising=False)
+    fetched = []
+
+    def fake_download(root, train, download):
+        raw = tmp_path / "cache" / "FashionMNIST" / "raw"
+        raw.mkdir(parents=True, exist_ok=True)
+        write_idx(raw / "t10k-images-idx3-ubyte", np.zeros((3, 28, 28), np.uint8))
+        write_idx(raw / "t10k-labels-idx1-ubyte", np.array([1, 2, 3], np.uint8))
+        fetched.append((root, train, download))
+
+    monkeypatch.setattr(torchvision.datasets, "FashionMNIST", fake_download)
+    monkeypatch.delenv("GDW_DOWNLOAD", raising=False)
+    with pytest.raises(FileNotFoundError, match="GDW_DOWNLOAD=1"):
+        load_fashion_mnist("test")
+    assert fetched == []
+    monkeypatch.setenv("GDW_DOWNLOAD", "1")
+    images, labels = load_fashion_mnist("test")
+    assert fetched == [(str(tmp_path / "cache"), False, True)] and labels.tolist() == [1, 2, 3]

@@ -18,6 +18,12 @@ def test_identity_ignores_locations_but_not_settings_or_device():
     assert run_id(a, "cpu") != run_id(a.replace(options={"gamma": 2.0}), "cpu")
 
 
+def test_identity_includes_the_options_in_force():
+    focal = RunConfig(method="Focal")
+    assert run_id(focal, "cpu", {"gamma": 1.0}) != run_id(focal, "cpu", {"gamma": 2.0})  # a changed default
+    assert run_id(focal, "cpu", {"gamma": 1.0}) == run_id(focal.replace(options={"gamma": 1.0}), "cpu", {"gamma": 1.0})
+
+
 def test_round_trip_through_a_dict():
     c = RunConfig(method="Focal", options=(("gamma", 2.0),))
     assert RunConfig.from_dict(c.to_dict()) == c

@@ -229,3 +229,10 @@ def test_co_teach_updates_each_network_on_its_partners_small_loss_set(tmp_path, 
     config = smoke(tmp_path, method="Co-teach", epochs=4, options={"forget_rate": 0.5, "num_gradual": 2})
     train_module.run(config, progress=False)
     assert seen["steps"] == [e for e in range(4) for _ in range(8)]
+
+
+def test_co_teach_schedule_length_scales_with_the_epochs(tmp_path):
+    """T_k defaults to an eighth of the epochs: the authors' 10 in GDW's 80-epoch setting."""
+    for epochs, expected in ((80, 10), (12, 2), (4, 1)):
+        config = smoke(tmp_path, method="Co-teach", epochs=epochs)
+        assert CoTeaching(config, build_data(config), CPU).num_gradual == expected

@@ -78,7 +78,7 @@ def test_kill_9_then_rerun_resumes_and_matches(tmp_path):
 def test_finished_run_is_not_retrained(tmp_path, monkeypatch):
     config = smoke(tmp_path, method="BaseModel")
     first = run(config, progress=False)
-    monkeypatch.setattr(train_module, "get_method", lambda name: pytest.fail("retrained a finished run"))
+    monkeypatch.setattr(train_module, "build_data", lambda *a: pytest.fail("retrained a finished run"))
     assert run(config, progress=False) == first
     assert find_result(config) == first
 

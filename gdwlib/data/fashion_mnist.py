@@ -1,8 +1,10 @@
 """Fashion-MNIST from its four standard idx files, found on disk, never downloaded silently.
 
 Looked for, in order: the ``data_dir`` argument, the ``GDW_DATA`` environment variable, Debian's
-``dataset-fashion-mnist`` package (``/usr/share/datasets/fashion-mnist``). Each place may hold the
-files directly, or in torchvision's layout (``FashionMNIST/raw``), compressed or not.
+``dataset-fashion-mnist`` package (``/usr/share/datasets/fashion-mnist``), and the download cache
+(``~/.cache/gdw``). Each place may hold the files directly, or in torchvision's layout
+(``FashionMNIST/raw``), compressed or not. Where none has them and ``GDW_DOWNLOAD=1`` is set,
+torchvision downloads them into the cache (only then: the project's machines have no internet).
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import numpy as np
 from .idx import read_idx
 
 DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
+CACHE_DIR = Path.home() / ".cache" / "gdw"
 CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
 FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
@@ -24,12 +27,12 @@ HOW_TO_GET = (
     "or put the four idx files (train-images-idx3-ubyte.gz, ...) in a directory and pass it as "
     "--data-dir / set GDW_DATA, or fetch them with torchvision: "
     "`python -c \"import torchvision; torchvision.datasets.FashionMNIST('DIR', download=True)\"` "
-    "and use DIR."
+    "and use DIR, or set GDW_DOWNLOAD=1 to let gdwlib do that into ~/.cache/gdw."
 )
 
 
 def candidate_dirs(data_dir: str | Path | None = None) -> list[Path]:
-    roots = [Path(d) for d in (data_dir, os.environ.get("GDW_DATA")) if d] + [DEBIAN_DIR]
+    roots = [Path(d) for d in (data_dir, os.environ.get("GDW_DATA")) if d] + [DEBIAN_DIR, CACHE_DIR]
     out = []
     for root in roots:
         out += [root, root / "fashion-mnist", root / "FashionMNIST" / "raw"]
@@ -50,6 +53,11 @@ def load_fashion_mnist(split: str = "train", data_dir: str | Path | None = None)
         raise ValueError(f"unknown split {split!r}: use 'train' or 'test'")
     dirs = candidate_dirs(data_dir)
     paths = [_find(stem, dirs) for stem in FILES[split]]
+    if None in paths and os.environ.get("GDW_DOWNLOAD") == "1":
+        import torchvision
+
+        torchvision.datasets.FashionMNIST(str(CACHE_DIR), train=split == "train", download=True)
+        paths = [_find(stem, dirs) for stem in FILES[split]]
     if None in paths:
         looked = ", ".join(str(d) for d in dirs)
         raise FileNotFoundError(f"Fashion-MNIST ({split}) not found; looked in: {looked}. {HOW_TO_GET}")
