@@ -30,19 +30,18 @@ class MWNet(Method):
         self.vnet_optimizer = torch.optim.Adam(self.vnet.parameters(), lr=config.vnet_lr,
                                                weight_decay=config.vnet_weight_decay)
 
-    def _meta_step(self, batch: Batch, meta: Iterator[Batch], constraint: bool):
-        c = self.config
-        m = next(meta)
-        self.model.train()
-        step = weighted_meta_step(self.model, self.vnet, batch.x, batch.y, m.x, m.y, self.lr,
-                                  vnet_optimizer=self.vnet_optimizer, clamp_max=c.clamp_max,
-                                  constraint=constraint, method=c.meta_method)
+    @staticmethod
+    def _check(step) -> None:
         check_finite(step.losses.mean())
         check_finite(torch.tensor(step.meta_loss), "meta loss")
-        return step
 
     def train_step(self, batch: Batch, meta: Iterator[Batch]) -> float:
-        step = self._meta_step(batch, meta, constraint=False)
+        c, m = self.config, next(meta)
+        self.model.train()
+        step = weighted_meta_step(self.model, self.vnet, batch.x, batch.y, m.x, m.y, self.lr,
+                                  vnet_optimizer=self.vnet_optimizer, clamp_max=c.clamp_max, constraint=False,
+                                  method=c.meta_method)
+        self._check(step)
         with torch.no_grad():
             w_new = self.vnet(step.losses[:, None]).reshape(-1)
         G = w_new[:, None] * step.d1 / len(batch)
@@ -71,15 +70,13 @@ class GDW(MWNet):
     name = "GDW"
 
     def train_step(self, batch: Batch, meta: Iterator[Batch]) -> float:
-        c = self.config
-        m = next(meta)
+        c, m = self.config, next(meta)
         self.model.train()
         it = gdw_iteration(self.model, self.vnet, batch.x, batch.y, m.x, m.y, self.lr,
                            vnet_optimizer=self.vnet_optimizer, rule=c.step_rule, outer_lr=c.outer_lr,
                            omega_lr=c.omega_lr, clip=c.clip, clamp_max=c.clamp_max, constraint=c.constraint,
                            method=c.meta_method)
-        check_finite(it.losses.mean())
-        check_finite(torch.tensor(it.meta_loss), "meta loss")
+        self._check(it)
         step_through_logits(self.optimizer, it.logits, it.G_step3)
         if self.stats is not None:
             self.stats.record(batch.y, batch.y_true, batch.index, it.w, it.omega, it.omega_prime)
