@@ -40,6 +40,11 @@ def step_through_logits(optimizer: torch.optim.Optimizer, logits: Tensor, G: Ten
     optimizer.step()
 
 
+def cosine_lr(lr: float, epoch: int, epochs: int) -> float:
+    """The public code's per-epoch cosine decay ``lr (1 + cos(pi e / E)) / 2``."""
+    return lr * (1 + math.cos(math.pi * epoch / epochs)) / 2
+
+
 def make_model(config: RunConfig, data) -> nn.Module:
     c, h, w = data.input_shape
     kwargs = {"weights_path": config.pretrained} if config.model == "resnet18" else {}
@@ -59,6 +64,7 @@ class Method:
     records_weights: ClassVar[bool] = False  # reports weights to a WeightStats (Figures 3-6)
     options: ClassVar[dict[str, Any]] = {}   # named options (config.options) with their defaults
     instance_tensors: ClassVar[tuple[str, ...]] = ()  # per-instance tensors: checkpointed and exported
+    state_objects: ClassVar[tuple[str, ...]] = ("model", "optimizer")  # attributes checkpointed by state_dict()
 
     def __init__(self, config: RunConfig, data, device: torch.device):
         unknown = set(dict(config.options)) - set(self.options)
@@ -88,7 +94,7 @@ class Method:
     def learning_rate(self, epoch: int) -> float:
         """The public code's per-epoch cosine decay ``lr (1 + cos(pi e / E)) / 2``, or constant."""
         c = self.config
-        return c.lr if c.schedule == "constant" else c.lr * (1 + math.cos(math.pi * epoch / c.epochs)) / 2
+        return c.lr if c.schedule == "constant" else cosine_lr(c.lr, epoch, c.epochs)
 
     def batches(self, epoch: int) -> Iterator[Batch]:
         return self.data.train_batches(epoch)
@@ -121,12 +127,12 @@ class Method:
         return self.model
 
     def state_dict(self) -> dict:
-        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+        return {**{k: getattr(self, k).state_dict() for k in self.state_objects},
                 **{k: getattr(self, k).clone() for k in self.instance_tensors}}
 
     def load_state_dict(self, state: dict) -> None:
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        for k in self.state_objects:
+            getattr(self, k).load_state_dict(state[k])
         for k in self.instance_tensors:
             getattr(self, k).copy_(state[k])
 

@@ -68,6 +68,7 @@ class CoTeaching(Method):
 
     name = "Co-teach"
     options = {"forget_rate": None, "num_gradual": None}
+    state_objects = ("model", "optimizer", "model2", "optimizer2")
 
     def __init__(self, config, data, device):
         super().__init__(config, data, device)
@@ -103,11 +104,3 @@ class CoTeaching(Method):
         step_through_logits(self.optimizer, logits1, selected_logit_gradient(logits1.detach(), batch.y, kept2))
         step_through_logits(self.optimizer2, logits2, selected_logit_gradient(logits2.detach(), batch.y, kept1))
         return losses1.mean().item()
-
-    def state_dict(self) -> dict:
-        return {**super().state_dict(), "model2": self.model2.state_dict(), "optimizer2": self.optimizer2.state_dict()}
-
-    def load_state_dict(self, state: dict) -> None:
-        super().load_state_dict(state)
-        self.model2.load_state_dict(state["model2"])
-        self.optimizer2.load_state_dict(state["optimizer2"])

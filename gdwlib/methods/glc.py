@@ -15,7 +15,7 @@ from torch import Tensor
 
 from ..data.batches import Batch
 from ..gradients import D1
-from .base import Method, check_finite, sgd, step_through_logits
+from .base import Method, check_finite, cosine_lr, sgd, step_through_logits
 
 
 def estimate_corruption(probs: Tensor, labels: Tensor, num_classes: int) -> Tensor:
@@ -130,7 +130,7 @@ class GLC(Method):
             return c.lr
         e, length = (epoch, self.phase1_epochs) if epoch < self.phase1_epochs \
             else (epoch - self.phase1_epochs, self.phase2_epochs)
-        return c.lr * (1 + math.cos(math.pi * e / length)) / 2
+        return cosine_lr(c.lr, e, length)
 
     def start_epoch(self, epoch: int, lr: float) -> None:
         if epoch >= self.phase1_epochs and self.corruption is None:

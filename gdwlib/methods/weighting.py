@@ -23,6 +23,7 @@ class MWNet(Method):
     name = "MWNet"
     uses_meta = True
     records_weights = True
+    state_objects = ("model", "optimizer", "vnet", "vnet_optimizer")
 
     def __init__(self, config, data, device):
         super().__init__(config, data, device)
@@ -50,14 +51,6 @@ class MWNet(Method):
             self.stats.record(batch.y, batch.y_true, batch.index, step.w, step.omega,
                               first_stage_weights(w_new, self.num_classes))
         return step.losses.mean().item()
-
-    def state_dict(self) -> dict:
-        return {**super().state_dict(), "vnet": self.vnet.state_dict(), "vnet_optimizer": self.vnet_optimizer.state_dict()}
-
-    def load_state_dict(self, state: dict) -> None:
-        super().load_state_dict(state)
-        self.vnet.load_state_dict(state["vnet"])
-        self.vnet_optimizer.load_state_dict(state["vnet_optimizer"])
 
 
 class GDW(MWNet):
