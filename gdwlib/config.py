@@ -137,14 +137,18 @@ def identity(c: RunConfig) -> dict[str, Any]:
     return d
 
 
-def run_id(c: RunConfig, device: str, option_defaults: dict[str, Any] | None = None) -> str:
+def run_id(c: RunConfig, device: str, option_defaults: dict[str, Any] | None = None, revision: int = 1) -> str:
     """A readable, unique name for the run of ``c`` on ``device`` ('cpu' or 'cuda').
 
     ``option_defaults`` are the method's named options with their defaults: the options in force
     (defaults overridden by ``c.options``) are part of the identity, so that changing a default
-    never passes off an old result as a run of the new setting."""
+    never passes off an old result as a run of the new setting. ``revision`` is the method's
+    revision, raised whenever a fix changes what the method computes (it counts from 1, which
+    leaves the names of runs made before revisions existed unchanged)."""
     ident = identity(c)
     ident["options"] = {**(option_defaults or {}), **ident["options"]}
+    if revision != 1:
+        ident["revision"] = revision
     ident = json.dumps({**ident, "device": device}, sort_keys=True, default=str)
     digest = hashlib.sha256(ident.encode()).hexdigest()[:10]
     setting = f"{c.noise}{c.ratio:g}" if c.noise != "none" else "clean"

@@ -46,6 +46,15 @@ def save_torch(path: str | Path, obj: Any) -> None:
     _atomic_write(Path(path), buffer.getvalue())
 
 
+def read_model_state(directory: str | Path, device: torch.device | str = "cpu") -> dict:
+    """The final network's ``state_dict`` saved in a finished run's directory."""
+    path = Path(directory) / "model.pt"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing: the run in {Path(directory).name} has no saved model. Delete its "
+                                "result.json so that it is trained again.")
+    return torch.load(path, map_location=device, weights_only=True)
+
+
 def save_npz(path: str | Path, arrays: dict[str, np.ndarray]) -> None:
     buffer = io.BytesIO()
     np.savez_compressed(buffer, **arrays)

@@ -40,7 +40,8 @@ def resolve_device(name: str) -> torch.device:
 def run_directory(config: RunConfig, device: torch.device | None = None) -> Path:
     """Where the run of ``config`` keeps its checkpoint and result (named by :func:`run_id`)."""
     device = device or resolve_device(config.device)
-    return Path(config.results_dir) / "runs" / run_id(config, device.type, get_method(config.method).options)
+    method = get_method(config.method)
+    return Path(config.results_dir) / "runs" / run_id(config, device.type, method.options, method.revision)
 
 
 def find_result(config: RunConfig) -> dict | None:
@@ -95,11 +96,15 @@ def run(config: RunConfig, *, progress: bool = True) -> dict:
     directory = run_directory(config, device)
     if (directory / "result.json").exists():
         return read_json(directory / "result.json")
+    required = []
+    for r in get_method(config.method).requirements(config):  # the runs this one starts from, finished first
+        find_result(r) or run(r, progress=progress)
+        required.append(run_directory(r))
     with _exclusive(directory):
-        return _run(config, device, directory, progress)
+        return _run(config, device, directory, progress, required)
 
 
-def _run(config: RunConfig, device: torch.device, directory: Path, progress: bool) -> dict:
+def _run(config: RunConfig, device: torch.device, directory: Path, progress: bool, required: list[Path]) -> dict:
     rid = directory.name
     result_path, ckpt_path = directory / "result.json", directory / "checkpoint.pt"
     if result_path.exists():  # finished by another process while we waited for the lock
@@ -110,6 +115,7 @@ def _run(config: RunConfig, device: torch.device, directory: Path, progress: boo
     seed_everything(stream_seed(config.seed, 0, "init") % 2**32)
     data = build_data(config, device)
     method = get_method(config.method)(config, data, device)
+    method.start_from(required)
     stats = None
     if method.records_weights:
         tracked = tracked_instances(data.train.labels, data.train.true_labels, config.track_instances)

@@ -66,13 +66,17 @@ def test_meta_loss_is_the_loss_at_the_lookahead_parameters(convnet, batches):
 
 
 def test_given_step_grads_are_used(convnet, batches):
+    """``step_grads`` computed for 2G (not G) give the look-ahead of 2G: the meta loss and
+    meta-gradient of ``meta_gradient(2G)``, not those of G (J does not depend on G)."""
     x, _, x_meta, y_meta = batches
     G = 0.2 * torch.randn(6, 5)
     params = list(convnet.parameters())
-    step = dict(zip([k for k, _ in convnet.named_parameters()], torch.autograd.grad(convnet(x), params, G)))
-    a = meta_gradient(convnet, x, G, x_meta, y_meta, LR, step_grads=step)
-    b = meta_gradient(convnet, x, G, x_meta, y_meta, LR)
-    torch.testing.assert_close(a.grad_G, b.grad_G, rtol=1e-12, atol=1e-14)
+    step = dict(zip([k for k, _ in convnet.named_parameters()], torch.autograd.grad(convnet(x), params, 2 * G)))
+    given = meta_gradient(convnet, x, G, x_meta, y_meta, LR, step_grads=step)
+    doubled, plain = (meta_gradient(convnet, x, m * G, x_meta, y_meta, LR) for m in (2, 1))
+    torch.testing.assert_close(given.grad_G, doubled.grad_G, rtol=1e-12, atol=1e-14)
+    assert given.meta_loss.item() == pytest.approx(doubled.meta_loss.item(), rel=1e-12)
+    assert given.meta_loss.item() != pytest.approx(plain.meta_loss.item(), rel=1e-6)
 
 
 def test_meta_gradient_leaves_model_untouched(convnet, batches):
@@ -154,38 +158,59 @@ def vnet64():
     return nn.Sequential(nn.Linear(1, 8), nn.ReLU(), nn.Linear(8, 1), nn.Sigmoid()).double()
 
 
+def reference_iteration(model, vnet, x, y, x_meta, y_meta, lr, *, rule, constraint, outer_lr=50.0, omega_lr=30.0):
+    """Steps 1-2 written out with plain autograd and the formulas typed in here (no gdwlib): the
+    public code's recipe with create_graph, then the Step-2 update (``rule``: the code's
+    ``clamp(omega - clamp(outer_lr g / sum|g|, -0.2, 0.2), 1e-6, 1e6)`` or Eq. 11's
+    ``omega - omega_lr g``) and Eq. 4 ``omega_t = sum_{j != t} omega_j p_j / (1 - p_t)``.
+    Returns (meta loss, omega, g, omega', D1); ``vnet``'s gradients are left in ``.grad``."""
+    logits = model(x)
+    n, C = logits.shape
+    onehot = F.one_hot(y, C).bool()
+    p = torch.softmax(logits.detach(), 1).clamp(max=0.999)
+    d1 = p - onehot.double()
+
+    def constrain(w):
+        off_target = (w * p).masked_fill(onehot, 0.0).sum(1)
+        return torch.where(onehot, (off_target / (1 - p[range(n), y]))[:, None], w)
+
+    w = vnet(F.cross_entropy(logits.detach(), y, reduction="none")[:, None])
+    omega = w.expand(n, C)
+    if constraint:
+        omega = constrain(omega)
+    omega.retain_grad()
+    params = list(model.parameters())
+    grads = torch.autograd.grad(logits, params, omega * d1 / n, create_graph=True)
+    names = [k for k, _ in model.named_parameters()]
+    theta_hat = {k: q - lr * gq for k, q, gq in zip(names, params, grads)}
+    meta_loss = F.cross_entropy(torch.func.functional_call(copy.deepcopy(model), theta_hat, (x_meta,)), y_meta)
+    meta_loss.backward()
+    g = omega.grad
+    if rule == "code":
+        stepped = (omega.detach() - (outer_lr * g / g.abs().sum()).clamp(-0.2, 0.2)).clamp(1e-6, 1e6)
+    else:
+        stepped = omega.detach() - omega_lr * g
+    return meta_loss.item(), omega.detach(), g, constrain(stepped) if constraint else stepped, d1
+
+
+@pytest.mark.parametrize("rule", ["code", "paper"])
 @pytest.mark.parametrize("constraint", [True, False])
-def test_gdw_iteration_matches_a_double_backward_reference(batches, constraint):
-    """The whole of Steps 1-2 against the public code's recipe written out here with create_graph."""
+def test_gdw_iteration_matches_a_double_backward_reference(batches, constraint, rule):
+    """The whole of Steps 1-2 against :func:`reference_iteration`, for both Step-2 rules."""
     x, y, x_meta, y_meta = batches
     model, vnet = small_convnet(), vnet64()
     ref_model, ref_vnet = copy.deepcopy(model), copy.deepcopy(vnet)
 
-    it = gdw_iteration(model, vnet, x, y, x_meta, y_meta, LR, outer_lr=50.0, constraint=constraint)
-
-    params = list(ref_model.parameters())
-    logits = ref_model(x)
-    p = torch.softmax(logits.detach(), 1).clamp(max=0.999)
-    d1 = p - F.one_hot(y, 5)
-    w = ref_vnet(F.cross_entropy(logits.detach(), y, reduction="none")[:, None])
-    omega = w.expand(6, 5)
-    if constraint:
-        t = ((omega * d1).sum(1) - omega[range(6), y] * d1[range(6), y]) / -d1[range(6), y]
-        omega = torch.where(F.one_hot(y, 5).bool(), t[:, None], omega)
-    omega.retain_grad()
-    grads = torch.autograd.grad(logits, params, omega * d1 / 6, create_graph=True)
-    names = [k for k, _ in ref_model.named_parameters()]
-    theta_hat = {k: q - LR * gq for k, q, gq in zip(names, params, grads)}
-    meta_logits = torch.func.functional_call(copy.deepcopy(ref_model), theta_hat, (x_meta,))
-    meta_loss = F.cross_entropy(meta_logits, y_meta)
-    meta_loss.backward()
-
-    assert it.meta_loss == pytest.approx(meta_loss.item(), rel=1e-12)
-    torch.testing.assert_close(it.g, omega.grad, rtol=1e-8, atol=1e-14)
+    it = gdw_iteration(model, vnet, x, y, x_meta, y_meta, LR, rule=rule, outer_lr=50.0, omega_lr=30.0,
+                       constraint=constraint)
+    meta_loss, omega, g, expected, d1 = reference_iteration(ref_model, ref_vnet, x, y, x_meta, y_meta, LR, rule=rule,
+                                                           constraint=constraint)
+    assert it.meta_loss == pytest.approx(meta_loss, rel=1e-12)
+    torch.testing.assert_close(it.omega, omega, rtol=1e-12, atol=1e-15)
+    torch.testing.assert_close(it.g, g, rtol=1e-8, atol=1e-14)
     for a, b in zip(vnet.parameters(), ref_vnet.parameters()):
         torch.testing.assert_close(a.grad, b.grad, rtol=1e-8, atol=1e-14)
-    stepped = code_step(omega.detach(), omega.grad, 50.0)
-    expected = zero_mean_constraint(stepped, d1, y) if constraint else stepped
+    assert not torch.allclose(expected, omega)  # the step moved the weights
     torch.testing.assert_close(it.omega_prime, expected, rtol=1e-8, atol=1e-14)
     torch.testing.assert_close(it.G_step3, expected * d1 / 6, rtol=1e-8, atol=1e-14)
     if constraint:

@@ -27,6 +27,21 @@ def test_meta_set_is_clean_balanced_and_disjoint_from_training():
     assert not image_keys(data.meta) & image_keys(data.train)
 
 
+@pytest.mark.parametrize("fields", [dict(noise="uniform", ratio=1.0, noise_variant="paper"),
+                                    dict(noise="flip", ratio=0.4), dict(noise="none", imbalance=0.1)])
+def test_meta_and_training_sets_carry_the_original_labels_of_their_images(fields):
+    """Every meta image carries its label in the data set itself, under any noise (with ratio 1
+    every training label is wrong); every training image's true label is its original label."""
+    data = build_data(cfg(train_size=1000, meta_per_class=7, **fields))
+    images, labels = load_fashion_mnist("train")
+    assert np.array_equal(data.meta.images[:, 0].numpy(), images[data.meta_source])
+    assert np.array_equal(data.meta.labels.numpy(), labels[data.meta_source])
+    assert np.array_equal(data.train.images[:, 0].numpy(), images[data.train_source])
+    assert np.array_equal(data.train.true_labels.numpy(), labels[data.train_source])
+    if fields.get("ratio") == 1.0:
+        assert (data.train.labels != data.train.true_labels).all()
+
+
 def test_public_code_overlap_option_puts_meta_images_in_training():
     data = build_data(cfg(meta_overlap=True, train_size=None, meta_per_class=5, seed=7))
     assert data.info["meta_in_train"] > 40  # of 50: the two draws are independent

@@ -24,6 +24,12 @@ def test_identity_includes_the_options_in_force():
     assert run_id(focal, "cpu", {"gamma": 1.0}) == run_id(focal.replace(options={"gamma": 1.0}), "cpu", {"gamma": 1.0})
 
 
+def test_identity_includes_the_method_revision():
+    glc = RunConfig(method="GLC")
+    assert run_id(glc, "cpu", {}, revision=1) == run_id(glc, "cpu", {})  # names from before revisions hold
+    assert run_id(glc, "cpu", {}, revision=2) != run_id(glc, "cpu", {})
+
+
 def test_round_trip_through_a_dict():
     c = RunConfig(method="Focal", options=(("gamma", 2.0),))
     assert RunConfig.from_dict(c.to_dict()) == c
@@ -53,3 +59,11 @@ def test_profiles():
     assert profile_config(None, "fashion-mnist").model == "mlp_bn"
     with pytest.raises(ValueError, match="'cpu' profile has no setting for 'cifar10'"):
         profile_config("cpu", "cifar10")
+
+
+def test_every_stated_choice_names_a_field_its_profile_sets():
+    from gdwlib.profiles import CHOICES, PROFILES
+
+    for (profile, dataset, field), why in CHOICES.items():
+        assert field in PROFILES[profile][dataset] and len(why) > 40
+    assert profile_config("paper", "clothing1m").schedule == "constant"

@@ -2,7 +2,6 @@
 gradient against autograd, the phase switch (epoch, reset, schedule, gold examples), one
 phase-2 step against autograd of the closed-form loss, smoke and resume runs across phases."""
 import copy
-import math
 
 import numpy as np
 import pytest
@@ -13,7 +12,7 @@ from torch import nn
 from gdwlib import train as train_module
 from gdwlib.data.batches import Pipeline, Split
 from gdwlib.data.build import TrainingData, build_data
-from gdwlib.methods.glc import GLC, corrected_logit_gradient, estimate_corruption, phase_lengths, rechunk
+from gdwlib.methods.glc import GLC, ExampleStream, corrected_logit_gradient, estimate_corruption, gold_due, phase_lengths
 from gdwlib.profiles import profile_config
 
 from conftest import assert_same_run, interrupt_then_resume
@@ -106,13 +105,43 @@ def test_phase_lengths():
         phase_lengths(10, 1.0)
 
 
-def test_rechunk_cuts_exact_sizes_in_order(tmp_path):
+def test_example_stream_cuts_exact_sizes_in_order(tmp_path):
     data = build_data(smoke(tmp_path))
     stream = data.meta_batches(0)  # 50 meta images in batches of 50, reshuffled at each pass
-    chunks = [next(c) for c in [rechunk(data.meta_batches(0), 7)] for _ in range(15)]
-    assert all(len(c) == 7 for c in chunks)
+    examples = ExampleStream(data.meta_batches(0))
+    sizes = [7, 1, 30, 50, 17]
+    chunks = [examples.take(k) for k in sizes]
+    assert [len(c) for c in chunks] == sizes
     first_passes = torch.cat([next(stream).index, next(stream).index, next(stream).index])
     assert torch.equal(torch.cat([c.index for c in chunks]), first_passes[:105])
+
+
+def test_gold_share_of_cifar_batches_is_that_of_the_union():
+    """1000 gold and 49,000 silver, batches of 100 (the last of an epoch too): each batch gets 2 or
+    3 gold images (2.04 on average, 2.0% of the union), the running total stays within one image
+    of the exact share, and the epoch holds exactly the 1000."""
+    M, N, b = 1000, 49_000, 100
+    counts = [gold_due(s + b, M, N) - gold_due(s, M, N) for s in range(0, N, b)]
+    assert set(counts) == {2, 3} and sum(counts) == M
+    running = np.cumsum(counts)
+    exact = np.arange(1, len(counts) + 1) * b * M / N
+    assert np.all((exact - running >= 0) & (exact - running < 1))
+    assert sum(counts) / (sum(counts) + N) == pytest.approx(0.02)
+
+
+def test_each_phase2_epoch_holds_every_gold_image_once(tmp_path):
+    """Smoke: 400 silver, 50 gold, batches of 50: 6.25 gold per batch, 50 in all, each image once
+    (``ceil`` would give 7 per batch, 56 in all)."""
+    config = smoke(tmp_path, epochs=2)
+    data = build_data(config)
+    method = GLC(config, data, CPU)
+    method.start_epoch(1, method.learning_rate(1))
+    batches = list(method.batches(1))
+    assert [b.num_gold for b in batches] == [6, 6, 6, 7, 6, 6, 6, 7]
+    gold = torch.cat([b.index[len(b) - b.num_gold:] for b in batches])
+    assert sorted(gold.tolist()) == list(range(50))
+    silver = torch.cat([b.index[:len(b) - b.num_gold] for b in batches])
+    assert sorted(silver.tolist()) == list(range(400))
 
 
 def test_phase_switch_at_the_right_epoch_resets_the_network_and_estimates_the_matrix(tmp_path):
@@ -142,7 +171,7 @@ def test_phase_switch_at_the_right_epoch_resets_the_network_and_estimates_the_ma
     expected = np.stack([probs[labels == i].mean(axis=0) for i in range(10)])
     np.testing.assert_allclose(method.corruption.numpy(), expected, rtol=1e-5, atol=1e-7)
 
-    k = math.ceil(config.batch_size * len(data.meta) / len(data.train))  # 50 * 50 / 400 -> 7
+    k = config.batch_size * len(data.meta) // len(data.train)  # 50 * 50 / 400 = 6.25 -> 6 in the first batch
     batch = next(iter(method.batches(2)))
     silver = len(batch) - k
     assert batch.num_gold == k and silver == config.batch_size

@@ -143,6 +143,7 @@ def test_fine_tuning_starts_from_an_existing_base_model_without_retraining_it(tm
     data = build_data(config)
     start = model_file(smoke(tmp_path, method="BaseModel"))
     method = FineTuning(config, data, CPU)
+    method.start_from([train_module.run_directory(smoke(tmp_path, method="BaseModel"))])
     state = method.model.state_dict()
     assert state.keys() == start.keys() and all(torch.equal(state[k], start[k]) for k in start)
 
@@ -159,6 +160,26 @@ def test_fine_tuning_starts_from_an_existing_base_model_without_retraining_it(tm
         torch.testing.assert_close(got[name], p.detach() - 0.01 * (g + config.weight_decay * p.detach()),
                                    rtol=1e-5, atol=1e-6)
     assert train_module.find_result(smoke(tmp_path, method="BaseModel")) == base
+
+
+def test_the_method_layer_does_not_import_the_trainer():
+    """Methods get what they start from through ``requirements`` and ``start_from``: no module
+    of ``gdwlib.methods`` imports the trainer or the sweep, not even inside a function."""
+    import ast
+    from pathlib import Path
+
+    import gdwlib.methods
+
+    upward = {"train", "sweep", "experiments", "report"}
+    for path in Path(gdwlib.methods.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                names = {node.module or ""} | {a.name for a in node.names if node.level and not node.module}
+            elif isinstance(node, ast.Import):
+                names = {a.name for a in node.names}
+            else:
+                continue
+            assert not {n.split(".")[-1] for n in names} & upward, f"{path.name} imports {names}"
 
 
 def test_fine_tuning_trains_a_missing_base_model_once(tmp_path, monkeypatch):
@@ -236,3 +257,38 @@ def test_co_teach_schedule_length_scales_with_the_epochs(tmp_path):
     for epochs, expected in ((80, 10), (12, 2), (4, 1)):
         config = smoke(tmp_path, method="Co-teach", epochs=epochs)
         assert CoTeaching(config, build_data(config), CPU).num_gradual == expected
+
+
+def test_co_teach_forget_rate_is_the_settings_noise_rate_or_a_stated_estimate(tmp_path):
+    """Known noise: the ratio; no noise added: clean_forget_rate (0.2, never 0, which would make
+    Co-teaching two BaseModels); Clothing1M: 1 - 0.6154 (Xiao et al.); an explicit rate wins."""
+    def tau(**fields):
+        config = smoke(tmp_path, method="Co-teach", **fields)
+        return CoTeaching(config, build_data(config), CPU).tau
+
+    assert tau(noise="uniform", ratio=0.6) == 0.6
+    assert tau(noise="flip", ratio=0.2) == 0.2
+    assert tau(noise="none") == 0.2
+    assert tau(noise="none", options={"clean_forget_rate": 0.1}) == 0.1
+    assert tau(noise="uniform", ratio=0.4, options={"forget_rate": 0.3}) == 0.3
+    from gdwlib.methods.coteach import setting_forget_rate
+    clothing = profile_config("paper", "clothing1m", method="Co-teach")
+    assert setting_forget_rate(clothing, 0.2) == pytest.approx(1 - 0.6154)
+
+
+def test_co_teach_drops_the_hardest_fifth_on_clean_labels(tmp_path):
+    """On a clean training set, once the schedule has reached tau = 0.2 (epoch T_k = 1 of 2 here),
+    each network keeps int(0.8 * 50) = 40 instances per batch."""
+    config = smoke(tmp_path, method="Co-teach", noise="none", options={"num_gradual": 1})
+    method = CoTeaching(config, build_data(config), CPU)
+    method.start_epoch(1, 0.1)
+    batch = next(iter(method.batches(1)))
+    grads = []
+
+    def record_logit_gradient(module, inputs, out):
+        out.register_hook(grads.append)
+
+    for m in (method.model, method.model2):
+        m.register_forward_hook(record_logit_gradient)
+    method.train_step(batch, None)
+    assert [int((G.abs().sum(1) > 0).sum()) for G in grads] == [40, 40]

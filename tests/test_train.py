@@ -14,11 +14,9 @@ import torch
 import torch.nn.functional as F
 
 from gdwlib import train as train_module
-from gdwlib.bilevel import code_step, first_stage_weights, intermediate_gradient, meta_gradient
+from gdwlib.bilevel import meta_gradient
 from gdwlib.config import RunConfig
-from gdwlib.constraint import zero_mean_constraint
 from gdwlib.data.build import build_data
-from gdwlib.gradients import D1
 from gdwlib.methods import METHODS, NonFiniteLossError, get_method
 from gdwlib.profiles import profile_config
 from gdwlib.results import read_json, write_json
@@ -116,6 +114,15 @@ def test_result_file_records_what_produced_it(tmp_path):
     assert not np.isnan(weights["target_weight"]).any()  # every instance was seen each epoch
 
 
+def test_final_accuracy_is_the_mean_of_the_last_final_epochs(tmp_path):
+    """7 epochs, final_epochs = 5 (the public code's): the mean of epochs 3-7, not of all 7."""
+    result = run(smoke(tmp_path, method="BaseModel", epochs=7, lr=0.3), progress=False)
+    accuracies = [h["test_accuracy"] for h in result["history"]]
+    assert len(accuracies) == 7 and result["final_epochs"] == 5
+    assert result["final_accuracy"] == pytest.approx(sum(accuracies[2:]) / 5, rel=1e-12)
+    assert sum(accuracies[2:]) / 5 != pytest.approx(sum(accuracies) / 7, rel=1e-6)  # the test can tell them apart
+
+
 def test_nan_loss_stops_the_run_and_keeps_the_last_checkpoint(tmp_path, monkeypatch):
     config = smoke(tmp_path, method="BaseModel", epochs=3)
     real_step = METHODS["BaseModel"].train_step
@@ -165,11 +172,21 @@ def sgd_step(params, grads, bufs, lr, momentum, wd):
     return out
 
 
-@pytest.mark.parametrize("name", ["GDW", "MWNet"])
-def test_one_iteration_matches_a_step_by_step_reference(tmp_path, name):
-    """The method's train_step against the iteration assembled here from gdwlib's math functions,
-    with the double-backward meta-gradient and a hand-written SGD/Adam-free check of Step 3."""
+def eq4(omega, p, y):
+    """Eq. 4 typed in: ``omega_t = sum_{j != t} omega_j p_j / (1 - p_t)``, the other entries kept."""
+    onehot = F.one_hot(y, omega.shape[1]).bool()
+    t = (omega * p).masked_fill(onehot, 0.0).sum(1) / (1 - p[torch.arange(len(y)), y])
+    return torch.where(onehot, t[:, None], omega)
+
+
+@pytest.mark.parametrize("name, rule", [("GDW", "code"), ("GDW", "paper"), ("MWNet", "code")])
+def test_one_iteration_matches_a_step_by_step_reference(tmp_path, name, rule):
+    """The method's train_step against the iteration assembled here: the double-backward
+    meta-gradient, the Step-2 update and Eq. 4 typed in (the code's normalised, clipped step or
+    Eq. 11's ``omega - eta_omega g``), and a hand-written SGD step for Step 3."""
     config = smoke(tmp_path, method=name)
+    if rule == "paper":
+        config = config.replace(step_rule="paper", omega_lr=40.0)
     data = build_data(config)
     torch.manual_seed(0)
     method = get_method(name)(config, data, torch.device("cpu"))
@@ -183,20 +200,25 @@ def test_one_iteration_matches_a_step_by_step_reference(tmp_path, name):
 
     n, C = len(batch), 10
     logits = model(batch.x)
-    d1 = D1(logits.detach(), batch.y, clamp_max=0.999)
+    p = torch.softmax(logits.detach(), 1).clamp(max=0.999)
+    d1 = p - F.one_hot(batch.y, C)
     losses = F.cross_entropy(logits.detach(), batch.y, reduction="none")
     w = vnet(losses[:, None]).reshape(n)
-    omega = first_stage_weights(w, C)
+    omega = w[:, None].expand(n, C)
     if name == "GDW":
-        omega = zero_mean_constraint(omega, d1, batch.y)
+        omega = eq4(omega, p, batch.y)
     G = omega * d1 / n
     grad_G = meta_gradient(model, batch.x, G.detach(), meta.x, meta.y, 0.05, method="reference").grad_G
     vnet_opt.zero_grad()
     torch.autograd.backward(G, grad_G)
     vnet_opt.step()
     if name == "GDW":
-        stepped = code_step(omega.detach(), intermediate_gradient(grad_G, d1), config.outer_lr, clip=config.clip)
-        G3 = zero_mean_constraint(stepped, d1, batch.y) * d1 / n
+        g = grad_G * d1 / n
+        if rule == "code":
+            stepped = (omega.detach() - (config.outer_lr * g / g.abs().sum()).clamp(-0.2, 0.2)).clamp(1e-6, 1e6)
+        else:
+            stepped = omega.detach() - 40.0 * g
+        G3 = eq4(stepped, p, batch.y) * d1 / n
     else:
         G3 = vnet(losses[:, None]).detach() * d1 / n
     params = list(model.parameters())

@@ -1,9 +1,20 @@
 """From a run's config to its three splits: a (noisy or long-tailed) training set, a clean and
 balanced meta set, and the test set, with the true labels kept beside the training labels.
 
-Order of operations, as in the public code: the meta set is drawn first (balanced, clean), the
-training set may then be subsampled (CPU budgets) and made long-tailed (by true label), and
-finally its labels are corrupted.
+Order of operations: the meta set is drawn first (balanced, clean, as in the public code), the
+rest may then be subsampled (CPU budgets) and made long-tailed (by true label), and finally the
+remaining training labels are corrupted. The public code corrupts the whole training split first
+and subsamples the long tail afterwards. Because the long tail is chosen by true label and each
+label is corrupted independently of the others, both orders give the same distribution of
+(image, true label, noisy label); only which images end up noisy differs. (The paper's long-tail
+table has no label noise anyway.)
+
+Random draws: the split, the subsets and the corruption all come from one generator seeded by
+the run's seed. For flip noise, the public code re-seeds NumPy's global generator with 1 when it
+builds the flip matrix, so its per-label draws form a fixed stream and the number of flipped
+labels per class is the same for every seed. Here the flip matrix (which class moves to which)
+is fixed by seed 1 as in the code, but the per-label draws come from the run's seed, so the
+flipped images and their number per class vary with the seed, as they do for uniform noise.
 """
 from __future__ import annotations
 
@@ -43,6 +54,8 @@ class TrainingData:
     config: RunConfig
     noise_matrix: np.ndarray | None = None
     info: dict = field(default_factory=dict)
+    train_source: np.ndarray | None = None   # index of each training image in the data set's own training split
+    meta_source: np.ndarray | None = None    # the same for the meta images
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -130,6 +143,7 @@ def build_data(config: RunConfig, device: torch.device | str = "cpu") -> "Traini
         meta=split(images[meta_idx], labels[meta_idx], labels[meta_idx]),
         test=split(test_images, test_labels, test_labels),
         num_classes=C, pipeline=pipeline, config=config, noise_matrix=matrix, info=info,
+        train_source=train_idx, meta_source=meta_idx,
     )
 
 

@@ -9,6 +9,7 @@ into the logits, so :class:`LogitGradientMethod` reduces them to one function re
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any, ClassVar, Iterator
 
 import numpy as np
@@ -65,6 +66,7 @@ class Method:
     options: ClassVar[dict[str, Any]] = {}   # named options (config.options) with their defaults
     instance_tensors: ClassVar[tuple[str, ...]] = ()  # per-instance tensors: checkpointed and exported
     state_objects: ClassVar[tuple[str, ...]] = ("model", "optimizer")  # attributes checkpointed by state_dict()
+    revision: ClassVar[int] = 1              # raised when a fix changes the numbers: part of the run's identity
 
     def __init__(self, config: RunConfig, data, device: torch.device):
         unknown = set(dict(config.options)) - set(self.options)
@@ -82,6 +84,10 @@ class Method:
     def requirements(cls, config: RunConfig) -> list[RunConfig]:
         """Runs whose results this run starts from (trained first by a sweep)."""
         return []
+
+    def start_from(self, required: list[Path]) -> None:
+        """Receive the run directories of the finished runs that :meth:`requirements` names, in
+        its order (the trainer finishes them first), before any checkpoint is restored."""
 
     def option(self, name: str) -> Any:
         return self.config.option(name, self.options[name])

@@ -17,6 +17,18 @@ def forget_rate(epoch: int, tau: float, num_gradual: int) -> float:
     return min(epoch / num_gradual * tau, tau)
 
 
+# Label-noise rates published for data sets whose labels are noisy by nature.
+ESTIMATED_NOISE_RATE = {"clothing1m": 0.3846}   # Xiao et al. 2015: 61.54% of the labels are correct
+
+
+def setting_forget_rate(config, clean_forget_rate: float) -> float:
+    """Co-teaching's default tau for ``config``: the noise ratio this project applied, else the
+    data set's published noise estimate, else ``clean_forget_rate`` (no noise known)."""
+    if config.noise != "none":
+        return float(config.ratio)
+    return float(ESTIMATED_NOISE_RATE.get(config.dataset, clean_forget_rate))
+
+
 def num_remember(n: int, rate: float) -> int:
     """How many of ``n`` instances are kept: ``int((1 - R) n)``, rounded down as in the authors' code."""
     return int((1 - rate) * n)
@@ -50,10 +62,21 @@ class CoTeaching(Method):
       authors' 9-layer CNN and Adam schedule (200 epochs, linear decay from epoch 80 with beta1
       switching to 0.1): all methods share one schedule. GDW does not say which optimiser it
       used for Co-teaching.
-    - ``forget_rate`` tau (option) defaults to the config's noise ratio (0 without noise), as the
-      authors' code sets it to the noise rate. Under the public code's uniform noise, which
-      redraws the label from all C classes, the true flip rate is ``ratio (C-1) / C``, so this
-      drops a little more than the noisy fraction.
+    - ``forget_rate`` tau (option) is the setting's noise rate by default (:func:`setting_forget_rate`),
+      as the authors' code sets it to the known noise rate:
+
+      - where this project corrupted the labels, the configured ratio. Under the public code's
+        uniform noise, which redraws the label from all C classes, the true flip rate is
+        ``ratio (C-1) / C``, so this drops a little more than the noisy fraction;
+      - on Clothing1M, whose labels are noisy by nature, the data set's own estimate: Xiao et
+        al. (2015) found 61.54% of its labels correct, so tau = 0.3846;
+      - where no noise was added (the clean columns of Tables 2 and 3), ``clean_forget_rate``
+        (option) = 0.2. A rate of 0 would make Co-teaching two independent BaseModels, yet the
+        paper's clean-column Co-teach numbers sit 1.2 (CIFAR-10) and 2.1 (CIFAR-100) points below
+        BaseModel's, which is what dropping a sizeable share of hard, correctly labelled images
+        does. 0.2 is the mildest noise rate of the paper's tables (Table 3's 20% flip) and of
+        Co-teaching's own experiments (symmetric 20%): the rate a user who does not know that
+        the labels are clean would guess. It is an estimate, not a measurement.
     - ``num_gradual`` T_k (option) defaults to one eighth of the epochs: the authors' default of
       10 epochs in GDW's 80-epoch setting, and the same share of a shorter run (2 of the ``cpu``
       profile's 12), so that the drop rate reaches tau equally early in both.
@@ -67,13 +90,13 @@ class CoTeaching(Method):
     """
 
     name = "Co-teach"
-    options = {"forget_rate": None, "num_gradual": None}
+    options = {"forget_rate": None, "clean_forget_rate": 0.2, "num_gradual": None}
     state_objects = ("model", "optimizer", "model2", "optimizer2")
 
     def __init__(self, config, data, device):
         super().__init__(config, data, device)
         tau = self.option("forget_rate")
-        self.tau = float((config.ratio if config.noise != "none" else 0.0) if tau is None else tau)
+        self.tau = float(setting_forget_rate(config, self.option("clean_forget_rate")) if tau is None else tau)
         self.num_gradual = self.option("num_gradual") or max(1, round(config.epochs / 8))
         if not 0 <= self.tau < 1:
             raise ValueError(f"Co-teach's forget_rate must lie in [0, 1), got {self.tau}")

@@ -1,14 +1,15 @@
 """Fine-tuning: BaseModel's final network, trained further on the clean meta set alone."""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Iterator
 
-import torch
 from torch import Tensor
 
 from ..config import RunConfig
 from ..data.batches import Batch
 from ..gradients import D1
+from ..results import read_model_state
 from .base import LogitGradientMethod
 
 
@@ -21,8 +22,9 @@ class FineTuning(LogitGradientMethod):
     """Fine-tuning, "use the meta set to fine-tune the trained model in BaseModel" (GDW, Sec. 4):
     BaseModel's final network, trained further with plain cross-entropy on the clean meta set only.
 
-    The BaseModel run of the same config is reused when its result exists (it is never
-    retrained); otherwise it is trained first, and cached like any other run.
+    The BaseModel run of the same config is its requirement: the trainer (or a sweep) finishes
+    it first, reusing its result when one exists (it is never retrained), and hands its run
+    directory to :meth:`start_from`, which reads the final network from it.
 
     Set-up for the GDW setting:
 
@@ -46,20 +48,14 @@ class FineTuning(LogitGradientMethod):
         super().__init__(config, data, device)
         if not self.option("epochs") >= 1 or not self.option("lr") > 0:
             raise ValueError(f"Fine-tuning needs epochs >= 1 and lr > 0, got {dict(config.options)}")
-        self.model.load_state_dict(torch.load(self._base_model_path(device), map_location=device, weights_only=True))
 
     @classmethod
     def requirements(cls, config: RunConfig) -> list[RunConfig]:
         return [base_config(config)]
 
-    def _base_model_path(self, device: torch.device):
-        from .. import train  # here, not at the top: the trainer imports the method registry
-
-        base = base_config(self.config)
-        directory = train.run_directory(base, device)
-        if not (directory / "result.json").exists():
-            train.run(base)
-        return directory / "model.pt"
+    def start_from(self, required: list[Path]) -> None:
+        (base,) = required
+        self.model.load_state_dict(read_model_state(base, self.device))
 
     def num_epochs(self) -> int:
         return self.option("epochs")

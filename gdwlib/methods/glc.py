@@ -52,10 +52,14 @@ def phase_lengths(epochs: int, phase1_fraction: float) -> tuple[int, int]:
     return first, epochs - first
 
 
-def gold_batch_size(batch_size: int, gold: int, silver: int) -> int:
-    """``ceil(batch_size * M / N)``: gold examples added to each silver batch of ``batch_size``,
-    so that they appear about as often as in the shuffled union of ``M`` gold and ``N`` silver."""
-    return max(1, math.ceil(batch_size * gold / silver))
+def gold_due(silver_seen: int, gold: int, silver: int) -> int:
+    """Gold examples owed after ``silver_seen`` silver ones: ``floor(silver_seen * M / N)``.
+
+    Each silver batch is joined by the difference of this count before and after it, so the
+    remainder is carried from batch to batch: a batch of ``b`` gets ``floor(b M / N)`` or one
+    more, and a pass over the ``N`` silver examples brings exactly ``M`` gold ones, the share of
+    the shuffled union of both sets (``M / (M + N)`` of all examples)."""
+    return silver_seen * gold // silver
 
 
 def _cat(batches: list[Batch]) -> Batch:
@@ -66,17 +70,25 @@ def _take(batch: Batch, part: slice) -> Batch:
     return Batch(batch.x[part], batch.y[part], batch.y_true[part], batch.index[part])
 
 
-def rechunk(batches: Iterator[Batch], size: int) -> Iterator[Batch]:
-    """Batches of exactly ``size`` examples, cut in order from an endless stream of batches."""
-    pending: list[Batch] = []
-    count = 0
-    for b in batches:
-        pending.append(b)
-        count += len(b)
-        while count >= size:
-            joined = _cat(pending)
-            yield _take(joined, slice(0, size))
-            pending, count = [_take(joined, slice(size, None))], count - size
+class ExampleStream:
+    """An endless stream of batches, read out ``k`` examples at a time, in order."""
+
+    def __init__(self, batches: Iterator[Batch]):
+        self._batches = batches
+        self._pending: Batch | None = None
+
+    def take(self, k: int) -> Batch:
+        if k < 1:
+            raise ValueError(f"take at least one example, got {k}")
+        parts, have = [], 0
+        while have < k:
+            if self._pending is None or len(self._pending) == 0:
+                self._pending = next(self._batches)
+            need = k - have
+            parts.append(_take(self._pending, slice(0, need)))
+            self._pending = _take(self._pending, slice(need, None))
+            have += len(parts[-1])
+        return _cat(parts)
 
 
 @dataclass
@@ -107,15 +119,24 @@ class GLC(Method):
     would divide by zero; GDW's meta sets hold every class). Phase 2 starts a fresh SGD
     optimiser (``fresh_optimizer`` = True): the authors' code keeps the momentum buffer of
     phase 1's last step, a gradient of a different network, which would push the re-initialised
-    network along it for its first few dozen steps. The authors shuffle gold and silver
-    together; here every silver batch is joined by ``ceil(batch * M / N)`` gold examples (M
-    meta, N training examples) drawn from the meta set's own endless stream, so the gold share
-    of each batch is that of the union (3 in 103 for 1000 meta among 49,000 training images)
-    and an epoch is still one pass over the training set, for every data source.
+    network along it for its first few dozen steps.
+
+    Gold and silver together: the authors shuffle both sets into one loader. Here every silver
+    batch is joined by gold examples drawn in order from the meta set's own stream, as many as
+    keep the gold share at that of the union (:func:`gold_due`: the remainder carries over, so
+    for 1000 meta among 49,000 training images a batch of 100 gets 2 or 3, 2.04 on average, and
+    each epoch holds every gold image once); an epoch is still one pass over the training set,
+    for every data source. Silver and gold are forwarded as one batch, so BatchNorm normalises
+    with the statistics of their union, as it would for any batch of the shuffled union. The
+    authors' code splits each batch and forwards the two parts separately; with GDW's 2% gold
+    share (the authors used 10%) that would normalise about two gold images by their own
+    statistics (none in some batches) and update the running statistics twice per step, mostly
+    from those tiny batches, a side effect of their code's structure rather than part of GLC.
     """
 
     name = "GLC"
     options = {"phase1_fraction": 0.5, "fresh_optimizer": True}
+    revision = 2  # 2: the gold share of the union (it was ceil(b M / N) per batch, 3% on CIFAR)
 
     def __init__(self, config, data, device):
         super().__init__(config, data, device)
@@ -158,12 +179,13 @@ class GLC(Method):
         if epoch < self.phase1_epochs:
             yield from silver
             return
-        k = gold_batch_size(self.config.batch_size, len(self.data.meta), len(self.data.train))
-        gold = rechunk(self.data.meta_batches(epoch), k)
+        gold, M, N = ExampleStream(self.data.meta_batches(epoch)), len(self.data.meta), len(self.data.train)
+        seen = 0
         for s in silver:
-            g = next(gold)
-            joined = _cat([s, g])
-            yield GoldSilverBatch(joined.x, joined.y, joined.y_true, joined.index, num_gold=len(g))
+            k = gold_due(seen + len(s), M, N) - gold_due(seen, M, N)
+            seen += len(s)
+            joined = _cat([s, gold.take(k)]) if k else s
+            yield GoldSilverBatch(joined.x, joined.y, joined.y_true, joined.index, num_gold=k)
 
     def train_step(self, batch: Batch, meta: Iterator[Batch] | None) -> float:
         """One step; returns the silver examples' cross-entropy with their noisy labels (as every method)."""

@@ -1,0 +1,74 @@
+"""The experiment grid: each table is the setting the paper describes, and each cell of a rendered
+table is the mean and standard deviation of its own result files."""
+import re
+
+import numpy as np
+import pytest
+
+from gdwlib.experiments import ablation_cells, figure_configs, table_cells
+from gdwlib.report import collect, summarize, table_html
+from gdwlib.results import write_json
+from gdwlib.train import run_directory
+
+
+def settings(cells):
+    return {(c.config.noise, c.config.ratio, c.config.imbalance) for c in cells}
+
+
+@pytest.mark.parametrize("profile", ["cpu", "paper"])
+def test_tables_2_to_4_are_the_papers_settings(profile):
+    assert settings(table_cells("table2", profile)) == {("none", 0.0, 1.0), ("uniform", 0.4, 1.0), ("uniform", 0.6, 1.0)}
+    assert settings(table_cells("table3", profile)) == {("none", 0.0, 1.0), ("flip", 0.2, 1.0), ("flip", 0.4, 1.0)}
+    assert settings(table_cells("table4", profile)) == {("none", 0.0, 1.0), ("none", 0.0, 0.1), ("none", 0.0, 0.01)}
+    datasets = {"cpu": {"fashion-mnist"}, "paper": {"cifar10", "cifar100"}}[profile]
+    seeds = {"cpu": {1, 2, 3}, "paper": {1, 2, 3, 4, 5}}[profile]
+    for table in ("table2", "table3", "table4"):
+        cells = table_cells(table, profile)
+        assert {c.config.dataset for c in cells} == datasets and {c.config.seed for c in cells} == seeds
+        assert all(c.config.method == c.method and c.config.constraint for c in cells)
+
+
+def test_paper_profile_is_the_papers_training_setting():
+    for c in table_cells("table2", "paper"):
+        assert (c.config.model, c.config.epochs, c.config.lr, c.config.batch_size) == ("resnet32", 80, 0.1, 100)
+        assert c.config.outer_lr == {"cifar10": 100.0, "cifar100": 1000.0}[c.config.dataset]
+        assert c.config.meta_per_class * c.config.num_classes == 1000
+
+
+def test_ablation_drops_only_the_constraint():
+    cells = ablation_cells("cpu")
+    gdw = {(c.column, c.config.seed): c.config for c in cells if c.method == "GDW"}
+    ablated = [c for c in cells if c.method == "GDW (no constraint)"]
+    assert len(ablated) == len(gdw) == 9
+    for c in ablated:
+        assert c.config.constraint is False
+        assert c.config == gdw[(c.column, c.config.seed)].replace(constraint=False)
+    assert all(c.config.constraint for c in cells if c.method in ("GDW", "MWNet"))
+    assert settings(cells) == {("none", 0.0, 1.0), ("uniform", 0.4, 1.0), ("uniform", 0.6, 1.0)}
+
+
+def test_figure_runs():
+    figs = figure_configs("cpu")
+    for name in ("GDW", "MWNet"):
+        assert (figs[name].method, figs[name].noise, figs[name].ratio, figs[name].imbalance) == (name, "uniform", 0.4, 1.0)
+    lt = figs["GDW long tail"]
+    assert (lt.method, lt.noise, lt.imbalance) == ("GDW", "none", 0.1)
+
+
+def test_a_table_cell_is_the_mean_and_std_of_its_result_files(tmp_path):
+    cells = table_cells("table2", "smoke", methods=["BaseModel", "GDW"], levels=[0.4], seeds=[1, 2, 3],
+                        results_dir=str(tmp_path), device="cpu")
+    accuracy = {("BaseModel", 1): 70.0, ("BaseModel", 2): 71.5, ("BaseModel", 3): 75.25,
+                ("GDW", 1): 80.0, ("GDW", 2): 81.0}  # GDW seed 3 has no result: 2 of 3 runs
+    for c in cells:
+        if (c.method, c.config.seed) in accuracy:
+            write_json(run_directory(c.config) / "result.json",
+                       {"final_accuracy": accuracy[(c.method, c.config.seed)], "wall_time": 1.0,
+                        "config": c.config.to_dict()})
+    summary = summarize(collect(cells))
+    html = table_html(summary, "table2_uniform_noise", ["BaseModel", "GDW"], [cells[0].column], "noise")
+    cell_text = dict(re.findall(r"<tr><th>([^<]+)</th><td>(?:<[bu]>)?([0-9.]+ ± [0-9.]+)", html))
+    base = [70.0, 71.5, 75.25]
+    assert cell_text["BaseModel"] == f"{np.mean(base):.2f} ± {np.std(base, ddof=1):.2f}"  # 72.25 ± 2.70
+    assert cell_text["GDW"] == "80.50 ± 0.71"
+    assert summary.loc[("GDW", cells[0].column), "missing"] == 1
