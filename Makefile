@@ -36,7 +36,7 @@ book: experiments
 	@echo "Open _build/html/index.html"
 
 test: $(STAMP) data
-	$(BIN)/python -m pytest tests --nbval-lax notebooks/0*.ipynb
+	$(BIN)/python -m pytest tests --nbval notebooks/0*.ipynb --nbval-sanitize-with notebooks/nbval-sanitize.cfg
 
 clean:
 	rm -rf _build book/experiments
