@@ -5,6 +5,11 @@ import torch
 from torch import Tensor
 
 
+class NumericalError(FloatingPointError, ValueError):
+    """A tensor holds NaN or infinite values, or a formula would divide by zero. Inside training
+    this means the run diverged; the trainer reports it with the epoch and iteration."""
+
+
 def check_matrix(x: Tensor, name: str) -> None:
     """An (n, C) floating-point tensor without NaN or infinity."""
     if not isinstance(x, Tensor):
@@ -16,7 +21,7 @@ def check_matrix(x: Tensor, name: str) -> None:
     bad = ~torch.isfinite(x)
     if bad.any():
         rows = bad.any(dim=1).nonzero().flatten().tolist()[:5]
-        raise ValueError(f"`{name}` contains NaN or infinite values (rows {rows}...)")
+        raise NumericalError(f"`{name}` contains NaN or infinite values (rows {rows}...)")
 
 
 def check_same_shape(x: Tensor, name: str, like: Tensor, like_name: str) -> None:

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call, jvp
 
-from ._checks import check_matrix, check_same_shape, check_targets
+from ._checks import NumericalError, check_matrix, check_same_shape, check_targets
 from .constraint import zero_mean_constraint
 from .gradients import D1, f_omega, logit_backward
 
@@ -126,7 +126,7 @@ def first_stage_weights(w: Tensor, num_classes: int) -> Tensor:
     if w.dim() != 1:
         raise ValueError(f"`w` must hold one weight per instance, shape (n,), got {tuple(w.shape)}")
     if not torch.isfinite(w).all():
-        raise ValueError("`w` contains NaN or infinite weights")
+        raise NumericalError("`w` contains NaN or infinite weights")
     return w[:, None].expand(-1, num_classes)
 
 

@@ -2,16 +2,30 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 
-from .config import DATASETS, NOISE_TYPES
+from .config import DATASETS, NOISE_TYPES, RunConfig
 from .data.idx import CorruptFileError
-from .methods import METHODS, NonFiniteLossError
+from .experiments import RequirementError
+from .methods import METHODS, NonFiniteLossError, check_options, get_method
 from .profiles import PROFILES, profile_config
+from .results import ResultsWriteError, UnreadableFileError
+
+# what bad input, missing or damaged files, full disks and missing hardware raise: reported in one line
+USER_ERRORS = (ValueError, FileNotFoundError, CorruptFileError, UnreadableFileError, ResultsWriteError,
+               RequirementError)
 
 
-def _value(text: str):
+_STRING_FIELDS = {f.name for f in dataclasses.fields(RunConfig) if "str" in str(f.type)}
+
+
+def _value(key: str, text: str):
+    """A ``--set`` value: JSON (numbers, true/false, null), except that a string field takes the
+    text as it is (``data_dir=2024`` names a directory)."""
+    if key in _STRING_FIELDS:
+        return None if text == "null" else text
     try:
         return json.loads(text)
     except json.JSONDecodeError:
@@ -24,7 +38,7 @@ def _settings(pairs: list[str]) -> dict:
         if "=" not in pair:
             raise ValueError(f"--set expects key=value, got {pair!r}")
         key, value = pair.split("=", 1)
-        out[key.strip()] = _value(value)
+        out[key.strip()] = _value(key.strip(), value)
     return out
 
 
@@ -38,7 +52,9 @@ def config_from_args(args: argparse.Namespace):
     fields.update({k: v for k, v in settings.items() if not k.startswith("option.")})
     if options:
         fields["options"] = options
-    return profile_config(args.profile, args.dataset, **fields)
+    config = profile_config(args.profile, args.dataset, **fields)
+    check_options(get_method(config.method), config)
+    return config
 
 
 def parser() -> argparse.ArgumentParser:
@@ -91,13 +107,14 @@ def main(argv: list[str] | None = None) -> int:
         from .train import run
 
         result = run(config, progress=not args.quiet)
-    except (ValueError, FileNotFoundError, CorruptFileError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
     except NonFiniteLossError as e:
         print(f"error: {e}", file=sys.stderr)
         return 3
-    except KeyboardInterrupt:
+    except USER_ERRORS as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt as e:
+        print(f"\n{e}" if str(e) else "\ninterrupted", file=sys.stderr)
         return 130
     print(f"{result['run_id']}: final accuracy {result['final_accuracy']:.2f}% "
           f"(mean of the last {result['final_epochs']} epochs), {result['wall_time']:.0f} s on {result['device']['type']}")
@@ -105,16 +122,22 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _sweep(args: argparse.Namespace) -> int:
-    from .experiments import all_configs
+    from .experiments import all_configs, check_requirements
+    from .results import check_writable
     from .sweep import run_all
 
     try:
         configs = all_configs(args.profile, epochs=args.epochs, device=args.device, data_dir=args.data_dir,
                               results_dir=args.results_dir)
-    except (ValueError, FileNotFoundError) as e:
+        check_requirements(args.profile, sorted({c.dataset for c in configs}), args.device, args.data_dir)
+        check_writable(args.results_dir)
+        results = run_all(configs, workers=args.workers)
+    except USER_ERRORS as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    results = run_all(configs, workers=args.workers)
+    except KeyboardInterrupt as e:
+        print(f"\n{e}" if str(e) else "\ninterrupted", file=sys.stderr)
+        return 130
     diverged = sum(r is None for r in results)
     print(f"{len(set(configs))} runs of the '{args.profile}' profile are finished"
           + (f" ({diverged} of the requested cells diverged: see failure.json in their run directories)" if diverged else ""))

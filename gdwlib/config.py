@@ -10,6 +10,7 @@ import hashlib
 import json
 import math
 from dataclasses import dataclass
+from numbers import Integral, Real
 from typing import Any
 
 DATASETS = {"fashion-mnist": 10, "cifar10": 10, "cifar100": 100, "clothing1m": 14}
@@ -77,6 +78,10 @@ class RunConfig:
         return dict(self.options).get(name, default)
 
     def replace(self, **changes) -> "RunConfig":
+        unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
+        if unknown:
+            raise ValueError(f"unknown config field(s) {sorted(unknown)}; known: "
+                             f"{', '.join(f.name for f in dataclasses.fields(self))}")
         if "options" in changes and isinstance(changes["options"], dict):
             changes["options"] = tuple(sorted(changes["options"].items()))
         return dataclasses.replace(self, **changes)
@@ -100,8 +105,28 @@ class RunConfig:
         return cls(**d)
 
 
+_KINDS = {"int": ("an integer", Integral), "float": ("a number", Real), "bool": ("true or false", bool),
+          "str": ("a string", str)}
+
+
+def check_types(c: RunConfig) -> None:
+    """Every field has the type its annotation names (``--set`` values arrive as JSON)."""
+    for f in dataclasses.fields(c):
+        if f.name == "options":
+            continue
+        value, parts = getattr(c, f.name), [t.strip() for t in str(f.type).split("|")]
+        if value is None and "None" in parts:
+            continue
+        kinds = [_KINDS[t] for t in parts if t != "None"]
+        ok = any(isinstance(value, kind) and (kind is bool or not isinstance(value, bool)) for _, kind in kinds)
+        if not ok:
+            wanted = " or ".join([name for name, _ in kinds] + (["null"] if "None" in parts else []))
+            raise ValueError(f"{f.name} must be {wanted}, got {value!r} ({type(value).__name__})")
+
+
 def validate(c: RunConfig) -> None:
     """Reject impossible settings with a message that says what to change."""
+    check_types(c)
     if c.dataset not in DATASETS:
         raise ValueError(f"unknown dataset {c.dataset!r}; choose one of {sorted(DATASETS)}")
     if c.noise not in NOISE_TYPES:
@@ -117,6 +142,12 @@ def validate(c: RunConfig) -> None:
     for name in ("epochs", "batch_size", "meta_batch_size", "meta_per_class", "final_epochs"):
         if getattr(c, name) < 1:
             raise ValueError(f"{name} must be at least 1, got {getattr(c, name)}")
+    if c.train_size is not None and c.train_size < DATASETS[c.dataset]:
+        raise ValueError(f"train_size must leave at least one training image per class, at least "
+                         f"{DATASETS[c.dataset]} for {c.dataset}, got {c.train_size}")
+    for name in ("lr", "momentum", "weight_decay", "vnet_lr", "outer_lr", "clip"):
+        if not (math.isfinite(getattr(c, name)) and getattr(c, name) >= 0):
+            raise ValueError(f"{name} must be a finite number >= 0, got {getattr(c, name)}")
     if c.step_rule not in ("code", "paper"):
         raise ValueError(f"step_rule must be 'code' or 'paper', got {c.step_rule!r}")
     if c.step_rule == "paper" and c.omega_lr is None:

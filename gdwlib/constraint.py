@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ._checks import check_same_shape, check_targets
+from ._checks import NumericalError, check_same_shape, check_targets
 
 
 def target_weight(omega: Tensor, d1: Tensor, targets: Tensor) -> Tensor:
@@ -42,7 +42,7 @@ def target_weight(omega: Tensor, d1: Tensor, targets: Tensor) -> Tensor:
     bad = denominator <= 0
     if bad.any():
         rows = bad.nonzero().flatten().tolist()[:5]
-        raise ValueError(
+        raise NumericalError(
             f"`d1` has p_t == 1 in rows {rows}: Eq. 4 divides by 1 - p_t, which is 0 there. "
             "The softmax has saturated; pass D1(logits, targets, clamp_max=0.999), the public "
             "code's clamp, or compute the logits in float64"

@@ -133,6 +133,10 @@ def all_configs(profile: str = "cpu", **fields) -> list[RunConfig]:
     return [c.config for c in cells] + list(figure_configs(profile, **fields).values())
 
 
+class RequirementError(RuntimeError):
+    """A profile cannot run on this machine (no GPU where one is needed)."""
+
+
 def check_requirements(profile: str, datasets: list[str], device: str, data_dir: str | None = None) -> None:
     """Stop at once, with what to do, where a profile cannot run here."""
     import torch
@@ -141,7 +145,7 @@ def check_requirements(profile: str, datasets: list[str], device: str, data_dir:
     from .data.fashion_mnist import load_fashion_mnist
 
     if profile == "paper" and not (device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())):
-        raise RuntimeError("the 'paper' profile trains ResNet-32 for 80 epochs per run (hundreds of runs): it needs a "
+        raise RequirementError("the 'paper' profile trains ResNet-32 for 80 epochs per run (hundreds of runs): it needs a "
                            "GPU. Run it where CUDA is available (papermill ... -p profile paper -p device cuda), or "
                            "use the 'cpu' profile here.")
     for dataset in datasets:

@@ -2,6 +2,8 @@
 (``weights.npz`` beside each GDW / MW-Net result; see :mod:`gdwlib.stats`)."""
 from __future__ import annotations
 
+import io
+from pathlib import Path
 from typing import Sequence
 
 import matplotlib.pyplot as plt
@@ -9,12 +11,11 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from pathlib import Path
-
 from .config import RunConfig
 from .data.build import build_data
 from .data.fashion_mnist import CLASSES as FASHION_CLASSES
 from .report import DATASET_NAMES, MODEL_NAMES
+from .results import write_bytes
 from .stats import CATEGORIES
 from .train import find_result, run_directory
 
@@ -53,10 +54,11 @@ def instance_labels(config: RunConfig, instance: int) -> tuple[str, tuple[int, i
 
 
 def save(fig, directory: str | Path, name: str) -> Path:
-    """Write ``fig`` as ``<directory>/<name>.png``."""
+    """Write ``fig`` as ``<directory>/<name>.png``, atomically."""
     path = Path(directory) / f"{name}.png"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120, bbox_inches="tight")
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=120, bbox_inches="tight")
+    write_bytes(path, buffer.getvalue())
     return path
 
 

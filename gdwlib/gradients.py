@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ._checks import check_matrix, check_probabilities, check_same_shape, check_targets
+from ._checks import NumericalError, check_matrix, check_probabilities, check_same_shape, check_targets
 
 
 def D1(logits: Tensor, targets: Tensor, *, clamp_max: float | None = None) -> Tensor:
@@ -91,7 +91,7 @@ def weighted_probability(omega: Tensor, p: Tensor) -> Tensor:
     z = (omega * p).sum(dim=1, keepdim=True)
     if (z <= 0).any():
         rows = (z.flatten() <= 0).nonzero().flatten().tolist()[:5]
-        raise ValueError(
+        raise NumericalError(
             f"`omega` gives sum_k omega_k p_k <= 0 in rows {rows}: p' is defined only for "
             "weights whose p-weighted sum is positive (non-negative weights, not all zero)"
         )

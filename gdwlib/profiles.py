@@ -34,7 +34,7 @@ PROFILES: dict[str, dict[str, dict]] = {
 # them beside the tables they shape. Change one with ``--set FIELD=VALUE``.
 CHOICES: dict[tuple[str, str, str], str] = {
     ("paper", "clothing1m", "schedule"):
-        "constant: the paper gives only an \"initial learning rate\" of 1e-3 for Clothing1M's 5 epochs and no "
+        "the paper gives only an \"initial learning rate\" of 1e-3 for Clothing1M's 5 epochs and no "
         "schedule, and the public code has no Clothing1M part. Any decay would be a shape the paper does not "
         "state, so the rate stays at 1e-3 throughout; `--set schedule=cosine` applies the CIFAR runs' per-epoch "
         "cosine decay over the 5 epochs instead.",

@@ -1,7 +1,9 @@
 """Result and checkpoint files: written atomically (a temporary file in the same directory,
-then ``os.replace``), so a killed run never leaves a half-written file behind."""
+flushed to disk, then ``os.replace`` and an fsync of the directory), so a killed run never leaves
+a half-written file behind, and a write that fails (disk full, read-only) says where and why."""
 from __future__ import annotations
 
+import errno
 import io
 import json
 import os
@@ -17,18 +19,62 @@ import torch
 from . import __version__
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+class UnreadableFileError(ValueError):
+    """A result or record file that exists but cannot be read as what it should be."""
+
+
+class ResultsWriteError(OSError):
+    """A file of the results could not be written (no space, read-only, no permission)."""
+
+
+_WHY = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is used up",
+        errno.EROFS: "it is on a read-only file system", errno.EACCES: "it is not writable (permission denied)",
+        errno.EPERM: "it is not writable (operation not permitted)"}
+
+
+def _write_error(directory: Path, e: OSError) -> ResultsWriteError:
+    why = _WHY.get(e.errno, e.strerror or str(e))
+    return ResultsWriteError(e.errno, f"cannot write to {directory}: {why}. Free some space or choose another "
+                                      "directory (--results-dir); files written before are kept")
+
+
+def _fsync_directory(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
     try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    tmp = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        tmp = None
+        _fsync_directory(path.parent)  # the rename itself survives a crash
+    except OSError as e:
+        raise _write_error(path.parent, e) from e
+    finally:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+
+
+def check_writable(directory: str | Path, reserve: int = 1 << 20) -> None:
+    """Fail at once, not after an epoch, where ``directory`` cannot take files: write ``reserve``
+    bytes there and remove them again."""
+    _atomic_write(Path(directory) / ".write-check", b"\0" * reserve)
+    (Path(directory) / ".write-check").unlink()
+
+
+def write_bytes(path: str | Path, data: bytes) -> None:
+    """Any file of the results (a figure, say), written atomically."""
+    _atomic_write(Path(path), data)
 
 
 def write_json(path: str | Path, obj: Any) -> None:
@@ -36,14 +82,22 @@ def write_json(path: str | Path, obj: Any) -> None:
 
 
 def read_json(path: str | Path) -> Any:
-    with open(path) as f:
-        return json.load(f)
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise UnreadableFileError(f"{path}: not valid JSON ({e})") from e
+
+
+def serialized(obj: Any) -> bytes:
+    """``obj`` as ``torch.save`` writes it."""
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return buffer.getvalue()
 
 
 def save_torch(path: str | Path, obj: Any) -> None:
-    buffer = io.BytesIO()
-    torch.save(obj, buffer)
-    _atomic_write(Path(path), buffer.getvalue())
+    _atomic_write(Path(path), serialized(obj))
 
 
 def read_model_state(directory: str | Path, device: torch.device | str = "cpu") -> dict:

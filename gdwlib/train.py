@@ -10,8 +10,11 @@ computes exactly what an uninterrupted one would have.
 from __future__ import annotations
 
 import fcntl
+import math
+import os
 import sys
 import time
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -19,11 +22,13 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .config import RunConfig, run_id
+from ._checks import NumericalError
+from .config import RunConfig, identity, run_id
 from .data.batches import stream_seed
 from .data.build import build_data
-from .methods import NonFiniteLossError, get_method
-from .results import code_version, device_info, read_json, save_npz, save_torch, write_json
+from .methods import NonFiniteLossError, check_options, get_method
+from .results import (UnreadableFileError, check_writable, code_version, device_info, read_json, save_npz, save_torch,
+                      serialized, write_json)
 from .stats import WeightStats
 
 
@@ -44,10 +49,64 @@ def run_directory(config: RunConfig, device: torch.device | None = None) -> Path
     return Path(config.results_dir) / "runs" / run_id(config, device.type, method.options, method.revision)
 
 
+def result_problem(result, config: RunConfig) -> str | None:
+    """What is wrong with a result file's contents for ``config``, or None if nothing is: it must
+    hold the run's own config (locations aside), a finite history of test accuracies in [0, 100]
+    and a final accuracy equal to the mean of the last ``final_epochs`` of them."""
+    if not isinstance(result, dict):
+        return f"it holds a {type(result).__name__}, not a result"
+    missing = [k for k in ("config", "history", "final_accuracy", "final_epochs", "wall_time") if k not in result]
+    if missing:
+        return f"fields {missing} are missing"
+    try:
+        if identity(RunConfig.from_dict(result["config"])) != identity(config):
+            return "its config is not this run's"
+    except (TypeError, ValueError) as e:
+        return f"its config is not valid ({e})"
+    history = result["history"]
+    if not isinstance(history, list) or not history:
+        return "its history is empty"
+    accuracies = [h.get("test_accuracy") if isinstance(h, dict) else None for h in history]
+    if not all(isinstance(a, (int, float)) and 0 <= a <= 100 for a in accuracies):
+        return "its history holds test accuracies that are not numbers in [0, 100]"
+    final = result["final_accuracy"]
+    if not isinstance(final, (int, float)) or not math.isfinite(final) \
+            or not isinstance(result["wall_time"], (int, float)) or not math.isfinite(result["wall_time"]):
+        return "its final accuracy or wall time is not a finite number"
+    k = result["final_epochs"]
+    if not isinstance(k, int) or not 1 <= k <= len(accuracies) \
+            or not math.isclose(final, float(np.mean(accuracies[-k:])), rel_tol=1e-9, abs_tol=1e-9):
+        return f"its final accuracy {final} is not the mean of the last {k} test accuracies of its history"
+    return None
+
+
+def _checked_result(path: Path, config: RunConfig) -> tuple[dict | None, str | None]:
+    """(result, None) for a valid result file, (None, what is wrong) otherwise, (None, None) if absent."""
+    if not path.exists():
+        return None, None
+    try:
+        result = read_json(path)
+    except UnreadableFileError as e:
+        return None, str(e)
+    problem = result_problem(result, config)
+    return (None, f"{path}: {problem}") if problem else (result, None)
+
+
 def find_result(config: RunConfig) -> dict | None:
-    """The finished result of ``config``, if there is one."""
-    path = run_directory(config) / "result.json"
-    return read_json(path) if path.exists() else None
+    """The finished result of ``config``, if there is a valid one (an invalid file is reported
+    with a warning and counts as no result)."""
+    result, problem = _checked_result(run_directory(config) / "result.json", config)
+    if problem:
+        warnings.warn(f"{problem}; it does not count as finished (training the run again moves it aside)",
+                      stacklevel=2)
+    return result
+
+
+def move_aside(path: Path, why: str) -> Path:
+    """Rename a file that cannot be used to ``<name>.<why>-<time>``, kept for inspection."""
+    aside = path.with_name(f"{path.name}.{why}-{time.strftime('%Y%m%d-%H%M%S')}")
+    os.replace(path, aside)
+    return aside
 
 
 @torch.no_grad()
@@ -80,55 +139,87 @@ def seed_everything(seed: int) -> None:
 
 @contextmanager
 def _exclusive(directory: Path):
-    """Hold the run directory's lock: two processes given the same config train it once."""
+    """Hold the run directory's lock: two processes given the same config train it once. Files
+    left half-written by a killed writer (``.*.tmp``) are removed once the lock is held."""
     directory.mkdir(parents=True, exist_ok=True)
     with open(directory / ".lock", "w") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
+            for orphan in directory.glob(".*.tmp"):
+                orphan.unlink(missing_ok=True)
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C (or SIGINT) stopped a run; its checkpoint after the last finished epoch is kept."""
+
+
+def _say(message: str) -> None:
+    tqdm.write(message, file=sys.stderr)
+
+
 def run(config: RunConfig, *, progress: bool = True) -> dict:
-    """Train ``config`` (or resume it, or read back its finished result) and return the result."""
+    """Train ``config`` (or resume it, or read back its finished result) and return the result.
+
+    Everything that can be checked is checked before the run's directory is made: the method and
+    its options, the device, the data. A result file that fails its checks, or a checkpoint that
+    cannot be read, is moved aside (with a warning) and the run is trained again."""
+    method_cls = get_method(config.method)
+    check_options(method_cls, config)
     device = resolve_device(config.device)
     directory = run_directory(config, device)
-    if (directory / "result.json").exists():
-        return read_json(directory / "result.json")
+    result, _ = _checked_result(directory / "result.json", config)  # an invalid one is moved aside under the lock
+    if result is not None:
+        return result
     required = []
-    for r in get_method(config.method).requirements(config):  # the runs this one starts from, finished first
+    for r in method_cls.requirements(config):  # the runs this one starts from, finished first
         find_result(r) or run(r, progress=progress)
         required.append(run_directory(r))
-    with _exclusive(directory):
-        return _run(config, device, directory, progress, required)
-
-
-def _run(config: RunConfig, device: torch.device, directory: Path, progress: bool, required: list[Path]) -> dict:
-    rid = directory.name
-    result_path, ckpt_path = directory / "result.json", directory / "checkpoint.pt"
-    if result_path.exists():  # finished by another process while we waited for the lock
-        return read_json(result_path)
     if config.threads:
         torch.set_num_threads(config.threads)
-
-    seed_everything(stream_seed(config.seed, 0, "init") % 2**32)
     data = build_data(config, device)
-    method = get_method(config.method)(config, data, device)
-    method.start_from(required)
-    stats = None
-    if method.records_weights:
-        tracked = tracked_instances(data.train.labels, data.train.true_labels, config.track_instances)
-        stats = WeightStats(len(data.train), data.num_classes, tracked)
-        method.stats = stats
+    check_writable(config.results_dir)
+    with _exclusive(directory):
+        return _run(config, device, directory, progress, required, data)
 
+
+def _run(config: RunConfig, device: torch.device, directory: Path, progress: bool, required: list[Path],
+         data) -> dict:
+    rid = directory.name
+    result_path, ckpt_path = directory / "result.json", directory / "checkpoint.pt"
+    result, problem = _checked_result(result_path, config)
+    if result is not None:  # finished by another process while we waited for the lock
+        return result
+    if problem:
+        _say(f"warning: {problem}; moved to {move_aside(result_path, 'invalid').name}, training {rid} again")
+
+    def fresh():
+        seed_everything(stream_seed(config.seed, 0, "init") % 2**32)
+        method = get_method(config.method)(config, data, device)
+        method.start_from(required)
+        if method.records_weights:
+            tracked = tracked_instances(data.train.labels, data.train.true_labels, config.track_instances)
+            method.stats = WeightStats(len(data.train), data.num_classes, tracked)
+        return method
+
+    method = fresh()
+    check_writable(directory, reserve=2 * len(serialized(method.state_dict())))  # a checkpoint, with room to grow
     start, history, elapsed = 0, [], 0.0
     if ckpt_path.exists():
-        state = torch.load(ckpt_path, map_location=device, weights_only=True)
-        method.load_state_dict(state["method"])
-        if stats is not None:
-            stats.load_state_dict(state["stats"])
-        start, history, elapsed = state["epoch"], state["history"], state["elapsed"]
+        try:
+            state = torch.load(ckpt_path, map_location=device, weights_only=True)
+            method.load_state_dict(state["method"])
+            if method.stats is not None:
+                method.stats.load_state_dict(state["stats"])
+            start, history, elapsed = state["epoch"], state["history"], state["elapsed"]
+        except Exception as e:  # noqa: BLE001 - a damaged file can fail in any of torch's and pickle's ways
+            reason = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else 'no detail'}"
+            _say(f"warning: {ckpt_path} cannot be read ({reason}); moved to "
+                 f"{move_aside(ckpt_path, 'unreadable').name}, training {rid} from scratch")
+            method, start, history, elapsed = fresh(), 0, [], 0.0
+    stats = method.stats
 
     epochs, iterations = method.num_epochs(), method.iterations_per_epoch()
     bar = tqdm(total=epochs * iterations, initial=start * iterations, disable=not progress,
@@ -146,7 +237,7 @@ def _run(config: RunConfig, device: torch.device, directory: Path, progress: boo
             for i, batch in enumerate(method.batches(epoch)):
                 try:
                     losses.append(method.train_step(batch, meta))
-                except NonFiniteLossError as e:
+                except NumericalError as e:
                     kept = f"the checkpoint after epoch {len(history)} is kept at {ckpt_path}" if ckpt_path.exists() \
                         else "no checkpoint was written yet"
                     raise NonFiniteLossError(
@@ -167,11 +258,9 @@ def _run(config: RunConfig, device: torch.device, directory: Path, progress: boo
                                    "stats": stats.state_dict() if stats is not None else None})
     except KeyboardInterrupt:
         bar.close()
-        done = len(history)
-        print(f"\ninterrupted after {done} finished epoch(s); run the same command again to resume", file=sys.stderr)
-        raise
+        raise RunInterrupted(f"{rid}: interrupted after {len(history)} finished epoch(s), kept in {ckpt_path}; "
+                             "run the same command again to resume") from None
     bar.close()
-
     final = history[-config.final_epochs:]
     result = {
         "run_id": rid,

@@ -194,13 +194,19 @@ def test_cifar_bad_contents_raise(tmp_path, batch, message):
 
 
 def test_cifar_missing_data_says_where_it_looked_and_how_to_get_it(tmp_path, monkeypatch):
+    """A directory given as an argument is the only place looked in, even with GDW_DATA set."""
     monkeypatch.setenv("GDW_DATA", str(tmp_path / "env"))
+    write_cifar(tmp_path / "env", "cifar100", *fake_cifar(100))  # a copy the argument must not fall back to
     with pytest.raises(FileNotFoundError) as info:
         load_cifar("cifar100", "train", tmp_path / "arg")
     message = str(info.value)
-    for part in [str(tmp_path / "arg" / "cifar-100-python"), str(tmp_path / "env" / "cifar-100-python.tar.gz"),
+    for part in [str(tmp_path / "arg" / "cifar-100-python"), str(tmp_path / "arg" / "cifar-100-python.tar.gz"),
                  "https://www.cs.toronto.edu/~kriz/cifar.html", "GDW_DATA", "--data-dir"]:
         assert part in message
+    assert str(tmp_path / "env") not in message
+    monkeypatch.setenv("GDW_DATA", str(tmp_path / "elsewhere"))
+    with pytest.raises(FileNotFoundError, match="elsewhere/cifar-100-python.tar.gz"):
+        load_cifar("cifar100", "train")
 
 
 def test_cifar_missing_batch_file_is_named(tmp_path):

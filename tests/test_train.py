@@ -260,5 +260,6 @@ def test_cli_reports_bad_input_without_a_traceback(tmp_path):
 def test_missing_data_set_says_where_it_looked(tmp_path, monkeypatch):
     monkeypatch.setattr("gdwlib.data.fashion_mnist.DEBIAN_DIR", tmp_path / "nowhere")
     monkeypatch.delenv("GDW_DATA", raising=False)
-    with pytest.raises(FileNotFoundError, match="looked in: .*nowhere.*apt-get install dataset-fashion-mnist"):
-        build_data(smoke(tmp_path, data_dir=str(tmp_path / "empty")))
+    monkeypatch.setattr("gdwlib.data.fashion_mnist.CACHE_DIR", tmp_path / "no-cache")
+    with pytest.raises(FileNotFoundError, match="looked in: .*nowhere.*no-cache.*apt-get install dataset-fashion-mnist"):
+        build_data(smoke(tmp_path))

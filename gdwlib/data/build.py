@@ -28,10 +28,10 @@ from torch.utils.data import DataLoader, RandomSampler
 
 from ..config import RunConfig
 from .batches import Batch, Pipeline, Split, endless_batches, epoch_batches, generator, ordered_batches, stream_seed
-from .cifar import load_cifar
+from .cifar import find_cifar, load_cifar
 from .clothing1m import NUM_CLASSES as CLOTHING_CLASSES
 from .clothing1m import Clothing1M
-from .fashion_mnist import load_fashion_mnist
+from .fashion_mnist import fashion_mnist_files, load_fashion_mnist
 from .longtail import longtail_counts, longtail_indices
 from .noise import corrupt_labels, flip_noise_matrix, uniform_noise_matrix
 from .split import meta_split, overlapping_meta_split
@@ -92,11 +92,14 @@ def _as_nchw(images: np.ndarray) -> torch.Tensor:
 
 
 def _load(config: RunConfig):
+    """Both splits, the input pipeline and the files they were read from."""
     if config.dataset == "fashion-mnist":
         load = lambda split: load_fashion_mnist(split, config.data_dir)  # noqa: E731
-        return load("train"), load("test"), Pipeline(FASHION_MEAN, FASHION_STD, pad=2)
+        files = [str(f) for split in ("train", "test") for f in fashion_mnist_files(split, config.data_dir)]
+        return load("train"), load("test"), Pipeline(FASHION_MEAN, FASHION_STD, pad=2), files
     load = lambda split: load_cifar(config.dataset, split, config.data_dir)  # noqa: E731
-    return load("train"), load("test"), Pipeline(CIFAR_MEAN, CIFAR_STD, pad=4)
+    return load("train"), load("test"), Pipeline(CIFAR_MEAN, CIFAR_STD, pad=4), [str(find_cifar(config.dataset,
+                                                                                               config.data_dir))]
 
 
 def noise_matrix(config: RunConfig) -> np.ndarray | None:
@@ -112,7 +115,7 @@ def build_data(config: RunConfig, device: torch.device | str = "cpu") -> "Traini
     """The splits of ``config``'s data set, on ``device``, behind one batching interface."""
     if config.dataset == "clothing1m":
         return Clothing1MData(config, device)
-    (images, labels), (test_images, test_labels), pipeline = _load(config)
+    (images, labels), (test_images, test_labels), pipeline, files = _load(config)
     C, seed = config.num_classes, config.seed
     rng = np.random.RandomState(stream_seed(seed, 0, "data") % 2**32)
     if config.meta_overlap:
@@ -126,6 +129,11 @@ def build_data(config: RunConfig, device: torch.device | str = "cpu") -> "Traini
         counts = longtail_counts(len(train_idx) / C, C, config.imbalance)
         train_idx = train_idx[longtail_indices(labels[train_idx], counts, rng)]
     true = labels[train_idx]
+    empty = np.flatnonzero(np.bincount(true, minlength=C) == 0)
+    if empty.size:
+        raise ValueError(f"the training set of this config has no image of class(es) {empty.tolist()} "
+                         f"(train_size={config.train_size}, imbalance={config.imbalance}); use a larger train_size "
+                         "or a larger imbalance factor")
     matrix = noise_matrix(config)
     noisy = corrupt_labels(true, matrix, rng) if matrix is not None else true.copy()
 
@@ -137,6 +145,7 @@ def build_data(config: RunConfig, device: torch.device | str = "cpu") -> "Traini
         "noise_rate": float((noisy != true).mean()) if len(true) else 0.0,
         "train_class_counts": np.bincount(true, minlength=C).tolist(),
         "meta_in_train": int(np.isin(meta_idx, train_idx).sum()),
+        "files": files,
     }
     return TrainingData(
         train=split(images[train_idx], noisy, true),

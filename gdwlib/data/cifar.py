@@ -8,6 +8,7 @@ that builds plain numpy arrays, lists, dicts, strings and numbers and refuses ev
 """
 from __future__ import annotations
 
+import functools
 import io
 import os
 import pickle
@@ -36,7 +37,18 @@ FILES = {
 LABEL_KEYS = {"cifar10": "labels", "cifar100": "fine_labels"}
 PIXELS = 3 * 32 * 32
 
-# what a pickled numpy array needs; numpy 1 writes numpy.core, numpy 2 numpy._core
+def _latin1_bytes(text: object, encoding: object = "utf-8", *, source: str = "") -> bytes:
+    """What ``_codecs.encode`` does in a protocol-2 pickle written by Python 3: a Python 3
+    ``bytes`` object is stored as its latin-1 text and rebuilt by this call. Only that use (a
+    ``str`` and the latin-1 codec) is allowed; ``encode`` with other codecs or arguments is refused."""
+    if not isinstance(text, str) or str(encoding).lower().replace("_", "-") not in ("latin1", "latin-1", "iso-8859-1"):
+        raise UnsafePickleError(f"{source}: the file called `_codecs.encode` with {type(text).__name__} and codec {encoding!r}; "
+                                "only latin-1 text (how Python 3 writes bytes in protocol 2) is allowed")
+    return text.encode("latin1")
+
+
+# what a pickled numpy array needs; numpy 1 writes numpy.core, numpy 2 numpy._core; Python 3's
+# protocol-2 pickles write bytes through _codecs.encode
 _ALLOWED = {
     ("numpy.core.multiarray", "_reconstruct"): _reconstruct,
     ("numpy._core.multiarray", "_reconstruct"): _reconstruct,
@@ -59,6 +71,8 @@ class _ArrayUnpickler(pickle.Unpickler):
         self.source = source
 
     def find_class(self, module: str, name: str) -> object:
+        if (module, name) == ("_codecs", "encode"):
+            return functools.partial(_latin1_bytes, source=self.source)
         if (module, name) in _ALLOWED:
             return _ALLOWED[(module, name)]
         raise UnsafePickleError(
@@ -109,8 +123,9 @@ def _how_to_get(name: str) -> str:
 
 
 def find_cifar(name: str, data_dir: str | Path | None = None) -> Path:
-    """The extracted directory or the archive of ``name`` under ``data_dir`` or ``$GDW_DATA``."""
-    roots = [Path(d) for d in (data_dir, os.environ.get("GDW_DATA")) if d]
+    """The extracted directory or the archive of ``name`` under ``data_dir``, else ``$GDW_DATA``
+    (a directory given explicitly is the only one looked in)."""
+    roots = [Path(d) for d in (data_dir or os.environ.get("GDW_DATA"),) if d]
     for root in roots:
         if (root / DIRS[name]).is_dir():
             return root / DIRS[name]
@@ -166,7 +181,7 @@ class _Python2Pickler(pickle._Pickler):
     wrote (numpy's dtype arguments included); they load as bytes with ``encoding="bytes"``.
 
     Only the pure-Python pickler lets this be changed; the C one writes bytes as calls to ``_codecs.encode``,
-    which no real CIFAR file contains.
+    which no distributed CIFAR file contains (a file re-pickled by Python 3 does, and loads as well).
     """
 
     dispatch = dict(pickle._Pickler.dispatch)

@@ -3,6 +3,7 @@ sizes, then raw values. Plain and gzip-compressed files are both read."""
 from __future__ import annotations
 
 import gzip
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +23,7 @@ def read_idx(path: str | Path) -> np.ndarray:
     try:
         with opener(path, "rb") as f:
             raw = f.read()
-    except (OSError, EOFError) as e:  # gzip reports truncation as EOFError, bad headers as OSError
+    except (OSError, EOFError, zlib.error) as e:  # gzip: truncation EOFError, bad header OSError, bad data zlib.error
         raise CorruptFileError(f"{path}: cannot be read as {'gzip' if opener is gzip.open else 'idx'} ({e}); "
                                "delete it and install or download it again") from e
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _DTYPES:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import inspect
 
-from .base import BaseModel, LogitGradientMethod, Method, NonFiniteLossError
+from .base import BaseModel, LogitGradientMethod, Method, NonFiniteLossError, check_options
 from .coteach import CoTeaching
 from .finetune import FineTuning
 from .glc import GLC
@@ -39,5 +39,5 @@ def method_card(cls: type[Method]) -> str:
     return f"## {cls.name}\n\n{doc}{table}\n"
 
 
-__all__ = ["METHODS", "Method", "LogitGradientMethod", "NonFiniteLossError", "get_method", "method_card", "BaseModel", "FineTuning",
+__all__ = ["METHODS", "check_options", "Method", "LogitGradientMethod", "NonFiniteLossError", "get_method", "method_card", "BaseModel", "FineTuning",
            "CoTeaching", "GLC", "L2RW", "INSW", "MWNet", "SoftLabel", "GenLabel", "Focal", "Balanced", "GDW"]

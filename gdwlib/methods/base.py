@@ -9,6 +9,7 @@ into the logits, so :class:`LogitGradientMethod` reduces them to one function re
 from __future__ import annotations
 
 import math
+from numbers import Integral, Real
 from pathlib import Path
 from typing import Any, ClassVar, Iterator
 
@@ -17,13 +18,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .._checks import NumericalError
 from ..config import RunConfig
 from ..data.batches import Batch
 from ..gradients import D1
 from ..models import build_model
 
 
-class NonFiniteLossError(FloatingPointError):
+class NonFiniteLossError(NumericalError):
     """The loss (or the gradient sent back) became NaN or infinite."""
 
 
@@ -57,6 +59,27 @@ def sgd(model: nn.Module, config: RunConfig, lr: float | None = None) -> torch.o
                            weight_decay=config.weight_decay)
 
 
+def _option_ok(default: Any, value: Any) -> bool:
+    if isinstance(default, bool) or isinstance(value, bool):
+        return isinstance(default, bool) and isinstance(value, bool)
+    if isinstance(default, str):
+        return isinstance(value, str)
+    if isinstance(default, Integral):
+        return isinstance(value, Integral)
+    return value is None or isinstance(value, Real)   # float options, and numbers whose default is None
+
+
+def check_options(cls: type["Method"], config: RunConfig) -> None:
+    """The named options of ``config`` exist for method ``cls`` and have its defaults' types."""
+    unknown = set(dict(config.options)) - set(cls.options)
+    if unknown:
+        raise ValueError(f"{cls.name} has no option(s) {sorted(unknown)}; its options are {cls.options or 'none'}")
+    for name, value in config.options:
+        if not _option_ok(cls.options[name], value):
+            raise ValueError(f"{cls.name}'s option {name} must be like its default {cls.options[name]!r}, "
+                             f"got {value!r} ({type(value).__name__})")
+
+
 class Method:
     """A training rule of the paper's tables (see the module docstring)."""
 
@@ -69,10 +92,7 @@ class Method:
     revision: ClassVar[int] = 1              # raised when a fix changes the numbers: part of the run's identity
 
     def __init__(self, config: RunConfig, data, device: torch.device):
-        unknown = set(dict(config.options)) - set(self.options)
-        if unknown:
-            raise ValueError(f"{self.name} has no option(s) {sorted(unknown)}; "
-                             f"its options are {self.options or 'none'}")
+        check_options(type(self), config)
         self.config, self.data, self.device = config, data, device
         self.num_classes = data.num_classes
         self.model = make_model(config, data).to(device)
