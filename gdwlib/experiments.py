@@ -113,16 +113,12 @@ def figure_configs(profile: str = "cpu", *, dataset=None, seed=None, **fields) -
 def coteach_forget_rates(profile: str) -> dict[str, float]:
     """Co-teaching's forget rate tau in each column of the noisy-label tables under ``profile``
     (the book's methods page shows them)."""
-    from .methods.coteach import CoTeaching, setting_forget_rate
+    from .methods.coteach import CoTeaching
 
     rates = {}
     for table in ("table2", "table3") + (("table5",) if profile == "paper" else ()):
         for cell in table_cells(table, profile, methods=["Co-teach"], seeds=SEEDS[profile][:1]):
-            tau = cell.config.option("forget_rate", CoTeaching.options["forget_rate"])
-            if tau is None:
-                tau = setting_forget_rate(cell.config, cell.config.option("clean_forget_rate",
-                                                                          CoTeaching.options["clean_forget_rate"]))
-            rates[f"{TABLES[table]['title'].split(':')[0]}, {cell.label}"] = tau
+            rates[f"{TABLES[table]['title'].split(':')[0]}, {cell.label}"] = CoTeaching.tau_for(cell.config)
     return rates
 
 

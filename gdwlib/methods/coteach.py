@@ -95,8 +95,7 @@ class CoTeaching(Method):
 
     def __init__(self, config, data, device):
         super().__init__(config, data, device)
-        tau = self.option("forget_rate")
-        self.tau = float(setting_forget_rate(config, self.option("clean_forget_rate")) if tau is None else tau)
+        self.tau = self.tau_for(config)
         self.num_gradual = self.option("num_gradual") or max(1, round(config.epochs / 8))
         if not 0 <= self.tau < 1:
             raise ValueError(f"Co-teach's forget_rate must lie in [0, 1), got {self.tau}")
@@ -107,6 +106,14 @@ class CoTeaching(Method):
             self.model2 = make_model(config, data).to(device)
         self.optimizer2 = sgd(self.model2, config)
         self.rate = 0.0
+
+    @classmethod
+    def tau_for(cls, config) -> float:
+        """The forget rate tau that ``config`` trains with: the ``forget_rate`` option where given,
+        else :func:`setting_forget_rate` with the ``clean_forget_rate`` option."""
+        option = lambda name: config.option(name, cls.options[name])  # noqa: E731
+        tau = option("forget_rate")
+        return float(setting_forget_rate(config, option("clean_forget_rate")) if tau is None else tau)
 
     def start_epoch(self, epoch: int, lr: float) -> None:
         super().start_epoch(epoch, lr)
