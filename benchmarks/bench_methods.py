@@ -486,7 +486,7 @@ def print_targets(summaries: dict[str, dict]) -> None:
 
 
 def machine(device: torch.device) -> dict[str, Any]:
-    info = {**device_info(device), **code_version()}
+    info = {**device_info(device), **code_version(), "date": time.strftime("%Y-%m-%d")}
     if hasattr(os, "getloadavg"):
         info["load_average_before"] = os.getloadavg()[0]
     return info

@@ -10,12 +10,15 @@ from .config import DATASETS, NOISE_TYPES, RunConfig
 from .data.idx import CorruptFileError
 from .experiments import RequirementError
 from .methods import METHODS, NonFiniteLossError, check_options, get_method
-from .profiles import PROFILES, profile_config
-from .results import ResultsWriteError, UnreadableFileError
+from .backends import BACKENDS
+from .backends.slurm import SlurmError
+from .experiments import MissingRunsError
+from .profiles import OVERRIDES, PROFILES, profile_config
+from .results import ResultsWriteError, UnreadableFileError, check_writable
 
 # what bad input, missing or damaged files, full disks and missing hardware raise: reported in one line
 USER_ERRORS = (ValueError, FileNotFoundError, CorruptFileError, UnreadableFileError, ResultsWriteError,
-               RequirementError)
+               RequirementError, SlurmError, MissingRunsError)
 
 
 _STRING_FIELDS = {f.name for f in dataclasses.fields(RunConfig) if "str" in str(f.type)}
@@ -80,13 +83,49 @@ def parser() -> argparse.ArgumentParser:
                        help="any config field (e.g. lr=0.05, constraint=false), or option.NAME=VALUE "
                             "for a method's named option")
         r.add_argument("--quiet", action="store_true", help="no progress bar")
-    sw = sub.add_parser("sweep", help="train every run the book's experiments need (skips finished runs)")
+    sw = sub.add_parser("sweep", help="train every run the book's experiments need (skips finished runs)",
+                        description="Train, submit, count or check the runs of a profile's grid (Tables 2-5, "
+                                    "the ablation, Figures 3-6). Finished and diverged runs are never started "
+                                    "again, queued and running ones never twice.")
     sw.add_argument("--profile", default="cpu", choices=sorted(PROFILES))
-    sw.add_argument("--workers", type=int, default=2, help="runs trained side by side (default 2)")
+    sw.add_argument("--override", choices=sorted(OVERRIDES), help="a named change of the profile (rehearsal: "
+                    "every run cut to a few iterations, to check the whole path; its numbers mean nothing)")
+    sw.add_argument("--tables", help="only these rows of the grid, e.g. table2,ablation (default: all)")
+    sw.add_argument("--methods", help="only these methods, e.g. GDW,MWNet (and the runs they start from)")
     sw.add_argument("--epochs", type=int)
+    sw.add_argument("--threads", type=int, help="torch threads per run (default: the cores divided among the "
+                    "workers; on Slurm, --cpus)")
     sw.add_argument("--device", default="auto")
     sw.add_argument("--data-dir")
     sw.add_argument("--results-dir", default="results")
+    mode = sw.add_mutually_exclusive_group()
+    mode.add_argument("--dry-run", action="store_true", help="count the runs by table and estimate their time")
+    mode.add_argument("--status", action="store_true",
+                      help="pending / queued / running / done / diverged / failed, by table, with failed jobs' logs")
+    mode.add_argument("--check", action="store_true",
+                      help="exit 1 and list the missing runs if any run has no result (what make book runs)")
+    sw.add_argument("--cost", metavar="BENCHMARK.json",
+                    help="--dry-run: iteration costs from this benchmarks/bench_methods.py result instead of "
+                         "measuring them on this device")
+    sw.add_argument("--backend", default="local", choices=BACKENDS, help="local (this machine, default) or slurm")
+    local = sw.add_argument_group("local backend")
+    local.add_argument("--workers", type=int, default=2, help="runs trained side by side on the CPU (default 2)")
+    local.add_argument("--devices", help="spread the runs over these GPUs, e.g. cuda:0,cuda:1")
+    local.add_argument("--runs-per-device", type=int, default=1, help="runs sharing each GPU of --devices (default 1)")
+    slurm = sw.add_argument_group("slurm backend (one array task per run)")
+    slurm.add_argument("--partition")
+    slurm.add_argument("--time", default="12:00:00", help="time limit per run (default 12:00:00); a run that "
+                       "reaches it is requeued and resumes from its last epoch")
+    slurm.add_argument("--gpus", type=int, default=1, help="GPUs per run (default 1; 0 for CPU nodes)")
+    slurm.add_argument("--cpus", type=int, default=4, help="CPU cores per run (default 4)")
+    slurm.add_argument("--mem", help="memory per run, e.g. 32G (default: the partition's)")
+    slurm.add_argument("--max-parallel", type=int, help="tasks of the array running at once")
+    slurm.add_argument("--sbatch", action="append", default=[], metavar="NAME=VALUE",
+                       help="an extra sbatch option without its dashes, e.g. account=proj (repeatable)")
+    slurm.add_argument("--setup", action="append", default=[], metavar="LINE",
+                       help="a shell line run before each task, e.g. 'module load cuda' (repeatable)")
+    slurm.add_argument("--logs", help="job logs folder (default <results-dir>/slurm/logs); the results, the logs and "
+                       "the virtual environment must be on a file system the compute nodes share")
     sub.add_parser("methods", help="list the methods")
     return p
 
@@ -122,16 +161,37 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _sweep(args: argparse.Namespace) -> int:
-    from .experiments import all_configs, check_requirements
-    from .results import check_writable
-    from .sweep import run_all
+    from . import sweep
+    from .experiments import check_requirements, grid
 
+    fields = dict(epochs=args.epochs, device=args.device, data_dir=args.data_dir, results_dir=args.results_dir)
+    if args.override:
+        fields["override"] = args.override
     try:
-        configs = all_configs(args.profile, epochs=args.epochs, device=args.device, data_dir=args.data_dir,
-                              results_dir=args.results_dir)
-        check_requirements(args.profile, sorted({c.dataset for c in configs}), args.device, args.data_dir)
+        groups = _selected(grid(args.profile, **fields), args.tables, args.methods)
+        configs = list(dict.fromkeys(c for group in groups.values() for c in group))
+        if args.dry_run or args.status or args.check:
+            return _report(args, groups, configs)
         check_writable(args.results_dir)
-        results = run_all(configs, workers=args.workers)
+        if args.backend == "slurm":
+            from .backends.slurm import SlurmBackend
+
+            backend = SlurmBackend(args.results_dir, logs=args.logs, partition=args.partition, time_limit=args.time,
+                                   gpus=args.gpus, cpus=args.cpus, mem=args.mem, sbatch=args.sbatch,
+                                   setup=args.setup, max_parallel=args.max_parallel, threads=args.threads)
+            jobs = sweep.submit(configs, backend, args.results_dir)
+            print(f"submitted {len(jobs)} run(s) to Slurm" + (f" (jobs {jobs[0]} to {jobs[-1]})" if jobs else
+                                                              ": every run is done, diverged, queued or running")
+                  + f"; follow them with: python -m gdwlib sweep --profile {args.profile}"
+                  + (f" --override {args.override}" if args.override else "") + " --status")
+            return 0
+        devices = [d.strip() for d in args.devices.split(",") if d.strip()] if args.devices else None
+        if devices and args.device == "cpu":
+            raise ValueError("--devices spreads runs over GPUs; drop --device cpu (or use --workers for the CPU)")
+        check_requirements(args.profile, sorted({c.dataset for c in configs}),
+                           "cuda" if devices else args.device, args.data_dir, args.override)
+        results = sweep.run_all(configs, workers=args.workers, threads=args.threads, devices=devices,
+                                runs_per_device=args.runs_per_device)
     except USER_ERRORS as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -139,6 +199,103 @@ def _sweep(args: argparse.Namespace) -> int:
         print(f"\n{e}" if str(e) else "\ninterrupted", file=sys.stderr)
         return 130
     diverged = sum(r is None for r in results)
-    print(f"{len(set(configs))} runs of the '{args.profile}' profile are finished"
-          + (f" ({diverged} of the requested cells diverged: see failure.json in their run directories)" if diverged else ""))
+    print(f"{len(configs)} runs of the '{args.profile}' profile are finished"
+          + (f" ({diverged} diverged: see failure.json in their run directories)" if diverged else ""))
     return 0
+
+
+def _selected(groups: dict, tables: str | None, methods: str | None) -> dict:
+    """The rows of the grid named by --tables, each with only the runs of --methods."""
+    from .methods import METHODS
+
+    if tables:
+        names = [t.strip() for t in tables.split(",") if t.strip()]
+        unknown = [t for t in names if t not in groups]
+        if unknown:
+            raise ValueError(f"--tables: no row {', '.join(unknown)} in this grid; it has {', '.join(groups)}")
+        groups = {t: groups[t] for t in names}
+    if methods:
+        names = [m.strip() for m in methods.split(",") if m.strip()]
+        unknown = [m for m in names if m not in METHODS]
+        if unknown:
+            raise ValueError(f"--methods: unknown method(s) {', '.join(unknown)}; choose from {', '.join(METHODS)}")
+        groups = {t: [c for c in configs if c.method in names] for t, configs in groups.items()}
+    return groups
+
+
+def _report(args: argparse.Namespace, groups: dict, configs: list) -> int:
+    """--dry-run, --status and --check: read the results directory (and Slurm's queue), train nothing."""
+    from . import sweep
+    from .experiments import describe_runs, missing_message
+
+    counts, open_runs = sweep.status(groups, args.results_dir)
+    if args.check:
+        missing = list(dict.fromkeys(c for _, state, c, _ in open_runs if state not in ("done", "diverged")))
+        if missing:
+            print("error: " + missing_message(missing, args.profile, args.override, args.data_dir, args.results_dir),
+                  file=sys.stderr)
+            return 1
+        print(f"all {len(configs)} runs of the '{args.profile}' profile have a result")
+        return 0
+    seen, rows = set(), []
+    estimate = _estimator(args, configs) if args.dry_run else None
+    for group, group_configs in groups.items():
+        unique = list(dict.fromkeys(group_configs))
+        new = [c for c in unique if c not in seen]
+        seen.update(unique)
+        row = {"table": group, "runs": len(unique), "new": len(new), **{s: counts[group][s] for s in sweep.STATES}}
+        if estimate:
+            todo = [c for c in new if sweep.pending(c)]
+            hours, unknown = estimate(todo)
+            row[estimate.column] = f"{hours:.1f}" + (f" (+{unknown} without a cost)" if unknown else "")
+        rows.append(row)
+    total = {"table": "all (each run once)", "runs": len(configs), "new": len(configs)}
+    for s in sweep.STATES:
+        total[s] = sum(1 for c in configs if _state_of(c, open_runs) == s)
+    if estimate:
+        hours, unknown = estimate([c for c in configs if sweep.pending(c)])
+        total[estimate.column] = f"{hours:.1f}" + (f" (+{unknown} without a cost)" if unknown else "")
+    rows.append(total)
+    _print_table(rows)
+    if estimate:
+        print(f"\niteration costs: {estimate.origin}; hours are one run after another on one such device, training "
+              "iterations only. 'new' counts the runs not already in a row above; hours are for the new runs that "
+              "are not done or diverged.")
+    failed = [(g, c, log) for g, s, c, log in open_runs if s == "failed"]
+    if failed:
+        print("\nfailed (the last Slurm task of the run ended without a result; the next sweep submits it again):")
+        for _, c, log in failed:
+            print(f"  {describe_runs([c])[0]}  log: {log}")
+    return 0
+
+
+def _state_of(config, open_runs) -> str:
+    for _, state, c, _ in open_runs:
+        if c == config:
+            return state
+    return "done"
+
+
+def _print_table(rows: list[dict]) -> None:
+    keys = list(rows[0])
+    widths = {k: max(len(k), *(len(str(r.get(k, ""))) for r in rows)) for k in keys}
+    print("  ".join(k.ljust(widths[k]) for k in keys))
+    for r in rows:
+        print("  ".join(str(r.get(k, "")).ljust(widths[k]) for k in keys))
+
+
+def _estimator(args: argparse.Namespace, configs: list):
+    """A function from runs to (hours, runs without a cost), with ``origin`` saying where costs come from."""
+    from .cost import benchmark_costs, estimate_hours, run_costs
+    from .sweep import find_result
+    from .train import resolve_device
+
+    ms, origin, measured_on = benchmark_costs(args.results_dir, resolve_device(args.device).type, args.cost)
+    per_run = run_costs([r for r in map(find_result, configs) if r])
+
+    def estimate(todo):
+        return estimate_hours(todo, ms, per_run)
+
+    estimate.column = f"{'GPU' if measured_on == 'cuda' else measured_on.upper()}-hours to train"
+    estimate.origin = origin + ("; other networks: from the finished runs' wall times" if per_run else "")
+    return estimate

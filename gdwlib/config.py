@@ -19,6 +19,9 @@ MODEL_NAMES = ("resnet32", "small_cnn", "mlp", "mlp_bn", "resnet18")
 
 # fields that say where things are, not what is computed: left out of the run's identity
 LOCATION_FIELDS = ("data_dir", "results_dir", "threads")
+# fields added after runs were made: left out of the identity at their default, which computes
+# what those runs computed, so that the runs keep their names
+LATER_FIELDS = {"iterations_per_epoch": None, "override": None}
 
 
 @dataclass(frozen=True)
@@ -37,6 +40,8 @@ class RunConfig:
     model: str = "resnet32"
     pretrained: str | None = None         # local weights file (ResNet-18 on Clothing1M)
     epochs: int = 80
+    iterations_per_epoch: int | None = None   # stop each epoch after this many iterations (rehearsals only)
+    override: str | None = None           # the named override applied to the profile (profiles.OVERRIDES)
     batch_size: int = 100
     meta_batch_size: int = 100
     lr: float = 0.1
@@ -142,6 +147,8 @@ def validate(c: RunConfig) -> None:
     for name in ("epochs", "batch_size", "meta_batch_size", "meta_per_class", "final_epochs"):
         if getattr(c, name) < 1:
             raise ValueError(f"{name} must be at least 1, got {getattr(c, name)}")
+    if c.iterations_per_epoch is not None and c.iterations_per_epoch < 1:
+        raise ValueError(f"iterations_per_epoch must be at least 1 (or null for whole epochs), got {c.iterations_per_epoch}")
     if c.train_size is not None and c.train_size < DATASETS[c.dataset]:
         raise ValueError(f"train_size must leave at least one training image per class, at least "
                          f"{DATASETS[c.dataset]} for {c.dataset}, got {c.train_size}")
@@ -165,6 +172,9 @@ def identity(c: RunConfig) -> dict[str, Any]:
     d = c.to_dict()
     for k in LOCATION_FIELDS:
         d.pop(k)
+    for k, default in LATER_FIELDS.items():
+        if d[k] == default:
+            d.pop(k)
     return d
 
 

@@ -24,7 +24,7 @@ TABLES = {
     "table4": dict(key="table4_long_tail", methods=LONG_TAIL, kind="imbalance", noise="none", levels=(1.0, 0.1, 0.01),
                    title="Table 4: long-tailed training sets"),
     "table5": dict(key="table5_clothing1m", methods=NOISY, kind="clothing", noise="none", levels=(None,),
-                   title="Table 5: Clothing1M"),
+                   title="Table 5: Clothing1M", seeds=(1,)),   # one run per method, as the paper
 }
 DATASETS = {"cpu": ["fashion-mnist"], "smoke": ["fashion-mnist"], "paper": ["cifar10", "cifar100"]}
 SEEDS = {"cpu": [1, 2, 3], "smoke": [1], "paper": [1, 2, 3, 4, 5]}
@@ -83,7 +83,7 @@ def table_cells(table: str, profile: str = "cpu", *, datasets=None, methods=None
             paper_column = "clothing1m" if level is None else f"{paper_dataset}/{_level(kind, level)}"
             labels = _label(dataset, kind, level), _label(paper_dataset, kind, level)
             for method in methods or spec["methods"]:
-                for seed in seeds or SEEDS[profile]:
+                for seed in seeds or spec.get("seeds", SEEDS[profile]):
                     config = setting_config(profile, dataset, kind, spec["noise"], level, method, seed, **fields)
                     cells.append(Cell(method, column, paper_column, config, *labels))
     return cells
@@ -122,25 +122,37 @@ def coteach_forget_rates(profile: str) -> dict[str, float]:
     return rates
 
 
-def all_configs(profile: str = "cpu", **fields) -> list[RunConfig]:
-    """Every run the book's experiments need under ``profile`` (Clothing1M only with its data)."""
+def grid(profile: str = "cpu", **fields) -> dict[str, list[RunConfig]]:
+    """The runs the book's experiments need under ``profile``, by table (a run can serve several:
+    the figures and the ablation reuse runs of Tables 2 and 4). Table 5 (Clothing1M) is part of
+    the grid only where its data is (``data_dir``)."""
     tables = ["table2", "table3", "table4"] + (["table5"] if fields.get("data_dir") and profile == "paper" else [])
-    cells = [c for t in tables for c in table_cells(t, profile, **fields)] + ablation_cells(profile, **fields)
-    return [c.config for c in cells] + list(figure_configs(profile, **fields).values())
+    out = {t: [c.config for c in table_cells(t, profile, **fields)] for t in tables}
+    out["ablation"] = [c.config for c in ablation_cells(profile, **fields)]
+    out["figures"] = list(figure_configs(profile, **fields).values())
+    return out
+
+
+def all_configs(profile: str = "cpu", **fields) -> list[RunConfig]:
+    """Every run of :func:`grid`, each once."""
+    return list(dict.fromkeys(c for configs in grid(profile, **fields).values() for c in configs))
 
 
 class RequirementError(RuntimeError):
     """A profile cannot run on this machine (no GPU where one is needed)."""
 
 
-def check_requirements(profile: str, datasets: list[str], device: str, data_dir: str | None = None) -> None:
+def check_requirements(profile: str, datasets: list[str], device: str, data_dir: str | None = None,
+                       override: str | None = None) -> None:
     """Stop at once, with what to do, where a profile cannot run here."""
     import torch
 
     from .data.cifar import find_cifar
     from .data.fashion_mnist import load_fashion_mnist
+    from .profiles import OVERRIDES
 
-    if profile == "paper" and not (device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())):
+    on_cpu = OVERRIDES.get(override, {}).get("runs_on_cpu", False)
+    if profile == "paper" and not on_cpu and not (device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())):
         raise RequirementError("the 'paper' profile trains ResNet-32 for 80 epochs per run (hundreds of runs): it needs a "
                            "GPU. Run it where CUDA is available (papermill ... -p profile paper -p device cuda), or "
                            "use the 'cpu' profile here.")
@@ -153,10 +165,55 @@ def check_requirements(profile: str, datasets: list[str], device: str, data_dir:
             raise FileNotFoundError("Clothing1M needs data_dir: the directory with its label and key files")
 
 
-def run_configs(configs: list[RunConfig], profile: str, device: str = "auto", data_dir: str | None = None,
-                workers: int = 2, progress: bool = False) -> None:
-    """Check that ``profile`` can run here, then train every run that has no result yet."""
-    from .sweep import run_all
+# Profiles whose runs the book's notebooks may train themselves; the paper profile's runs come from
+# ``python -m gdwlib sweep`` only (a GPU machine or a cluster), never from building the book.
+TRAINED_BY_THE_BOOK = ("cpu", "smoke")
 
-    check_requirements(profile, sorted({c.dataset for c in configs}), device, data_dir)
+
+class MissingRunsError(RuntimeError):
+    """Runs a page needs have no result, and the book does not train them."""
+
+
+def describe_runs(configs: list[RunConfig]) -> list[str]:
+    """One line per setting and method, with its seeds: ``"GDW  cifar10 uniform 40%: seeds 1, 2"``."""
+    groups: dict[tuple, list[int]] = {}
+    for c in configs:
+        setting = (f"{c.noise} {c.ratio:.0%}" if c.noise != "none" else "clean") \
+            + (f", mu = {c.imbalance:g}" if c.imbalance < 1 else "") + ("" if c.constraint else ", no constraint")
+        groups.setdefault((c.method, c.dataset, setting), []).append(c.seed)
+    return [f"{m:12s} {d} {s}: seed{'s' if len(v) > 1 else ''} {', '.join(map(str, sorted(set(v))))}"
+            for (m, d, s), v in groups.items()]
+
+
+def sweep_command(profile: str, override: str | None = None, data_dir: str | None = None,
+                  results_dir: str = "results") -> str:
+    """The command that makes the runs of ``profile``."""
+    return " ".join(["python -m gdwlib sweep", f"--profile {profile}"]
+                    + ([f"--override {override}"] if override else []) + ([f"--data-dir {data_dir}"] if data_dir else [])
+                    + ([f"--results-dir {results_dir}"] if results_dir != "results" else []))
+
+
+def missing_message(missing: list[RunConfig], profile: str, override: str | None = None,
+                    data_dir: str | None = None, results_dir: str = "results") -> str:
+    lines = describe_runs(missing)
+    return (f"{len(missing)} run(s) of the '{profile}' profile have no result in {results_dir}, and the book does not "
+            "train them:\n  " + "\n  ".join(lines) + "\nMake them first (on a GPU machine, several GPUs or a Slurm "
+            f"cluster; see the README, \"Running the paper's setting\"):\n  "
+            f"{sweep_command(profile, override, data_dir, results_dir)} [--devices cuda:0,cuda:1 | --backend slurm ...]")
+
+
+def run_configs(configs: list[RunConfig], profile: str, device: str = "auto", data_dir: str | None = None,
+                workers: int = 2, progress: bool = False, override: str | None = None) -> None:
+    """Make sure every run of ``configs`` has a result: train the missing ones under the profiles
+    the book trains itself, or stop with :class:`MissingRunsError` (the runs and the sweep command
+    that makes them) under the others. A run that diverged counts as present."""
+    from .sweep import pending, run_all
+
+    if profile not in TRAINED_BY_THE_BOOK:
+        missing = [c for c in dict.fromkeys(configs) if pending(c)]
+        if missing:
+            raise MissingRunsError(missing_message(missing, profile, override, data_dir,
+                                                   missing[0].results_dir))
+        return
+    check_requirements(profile, sorted({c.dataset for c in configs}), device, data_dir, override)
     run_all(configs, workers=workers, progress=progress)

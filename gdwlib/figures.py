@@ -14,6 +14,7 @@ import seaborn as sns
 from .config import RunConfig
 from .data.build import build_data
 from .data.fashion_mnist import CLASSES as FASHION_CLASSES
+from .profiles import describe_override
 from .report import DATASET_NAMES, MODEL_NAMES
 from .results import write_bytes
 from .stats import CATEGORIES
@@ -40,7 +41,8 @@ def describe_run(config: RunConfig) -> str:
     setting = (f"{c['ratio']:.0%} {c['noise']} noise" if c["noise"] != "none" else "clean labels")
     if c["imbalance"] < 1:
         setting += f", long-tailed with mu = {c['imbalance']:g}"
-    return (f"{c['method']} on {DATASET_NAMES.get(c['dataset'], c['dataset'])} ({setting}), "
+    warning = describe_override(c.get("override"))
+    return ((f"**{warning}.** " if warning else "") + f"{c['method']} on {DATASET_NAMES.get(c['dataset'], c['dataset'])} ({setting}), "
             f"{MODEL_NAMES.get(c['model'], c['model'])}, {r['data']['train_size']:,} training images, "
             f"{c['epochs']} epochs, seed {c['seed']}, {r['device']['type']}; run {r['run_id']}")
 

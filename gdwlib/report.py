@@ -15,8 +15,8 @@ import numpy as np
 import pandas as pd
 
 from .experiments import DATASET_NAMES, Cell
-from .sweep import failure
-from .train import find_result
+from .profiles import describe_override
+from .train import failure, find_result
 
 MODEL_NAMES = {"mlp": "MLP 784-256-256-10", "mlp_bn": "MLP 784-256-256-10 with BatchNorm", "resnet32": "ResNet-32",
                "small_cnn": "small CNN", "resnet18": "ResNet-18"}
@@ -128,7 +128,9 @@ def setting_caption(runs: pd.DataFrame) -> str:
             f"{' (subset)' if train_size else ''}, {epochs} epochs (Fine-tuning and GLC: see their set-up), "
             f"seeds {', '.join(map(str, seeds))}; {len(group)} runs on {'; '.join(devices)}; "
             f"gdwlib {', '.join(commits)}")
-    return " | ".join(parts)
+    overrides = sorted({r["config"].get("override") for r in results} - {None})
+    warning = "; ".join(f"**{describe_override(o)}**" for o in overrides)
+    return (warning + ". " if warning else "") + " | ".join(parts)
 
 
 def _group_by_setting(results: list[dict]) -> dict[tuple, list[dict]]:

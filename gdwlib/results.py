@@ -26,6 +26,9 @@ class UnreadableFileError(ValueError):
 class ResultsWriteError(OSError):
     """A file of the results could not be written (no space, read-only, no permission)."""
 
+    def __str__(self) -> str:
+        return self.strerror or super().__str__()
+
 
 _WHY = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is used up",
         errno.EROFS: "it is on a read-only file system", errno.EACCES: "it is not writable (permission denied)",

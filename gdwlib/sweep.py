@@ -1,28 +1,25 @@
-"""Many runs at once: independent runs in parallel worker processes, finished runs skipped,
-runs that others start from (Fine-tuning's BaseModel) trained first.
+"""Many runs: what a grid of runs needs, where each run stands, and handing the missing ones to a
+backend (:mod:`gdwlib.backends`: this machine's CPU or GPUs, or a Slurm cluster).
 
-Ctrl-C stops a sweep within seconds: queued runs are not started, running ones stop where they
-are (each keeps its checkpoint after its last finished epoch), and running the same command again
-resumes. A terminal sends SIGINT to the whole process group; a worker that receives it stops its
-run and starts no other, and the sweep forwards the signal to its workers in case it came to the
-sweep alone (``kill -INT``).
+A run is *done* when its ``result.json`` is valid, *diverged* when it has a ``failure.json``,
+*running* while a process holds its run directory's lock or Slurm runs its task, *queued* while
+its Slurm task waits, *failed* when its last Slurm task ran and ended without either file (its
+log says why), and *pending* otherwise (a task cancelled before it started leaves no log). Only pending and failed runs are ever started, and the runs that
+others start from (Fine-tuning's BaseModel) come first.
 """
 from __future__ import annotations
 
-import multiprocessing
-import os
-import signal
-import warnings
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from collections import Counter
+from pathlib import Path
 from typing import Iterable
 
-import torch
-from tqdm import tqdm
-
+from .backends import Backend
+from .backends.local import LocalBackend
 from .config import RunConfig
-from .methods import NonFiniteLossError, get_method
-from .results import UnreadableFileError, read_json, write_json
-from .train import find_result, run, run_directory
+from .methods import get_method
+from .train import failure, find_result, is_training, run_directory, settled
+
+STATES = ("done", "diverged", "running", "queued", "failed", "pending")
 
 
 class SweepInterrupted(KeyboardInterrupt):
@@ -30,12 +27,11 @@ class SweepInterrupted(KeyboardInterrupt):
 
 
 def _unique(configs: Iterable[RunConfig]) -> list[RunConfig]:
-    seen, out = set(), []
-    for c in configs:
-        if c not in seen:
-            seen.add(c)
-            out.append(c)
-    return out
+    return list(dict.fromkeys(configs))
+
+
+def pending(config: RunConfig) -> bool:
+    return not settled(config)
 
 
 def _waves(configs: list[RunConfig]) -> list[list[RunConfig]]:
@@ -52,98 +48,75 @@ def _waves(configs: list[RunConfig]) -> list[list[RunConfig]]:
     return [w for w in waves if w]
 
 
-_stopping = False   # in a worker: a SIGINT arrived, start no further run
+def state(config: RunConfig, active: dict[str, str], last_jobs: dict[str, dict] | None = None) -> str:
+    """One of :data:`STATES` for ``config``; ``active`` and ``last_jobs`` come from the Slurm
+    ledger (empty where there is none)."""
+    if find_result(config) is not None:
+        return "done"
+    if failure(config) is not None:
+        return "diverged"
+    rid = run_directory(config).name
+    if is_training(config):
+        return "running"
+    if rid in active:
+        return active[rid]
+    job = (last_jobs or {}).get(rid)
+    return "failed" if job and Path(job["stderr"]).exists() else "pending"
 
 
-def _on_sigint(signum, frame) -> None:
-    global _stopping
-    if not _stopping:  # the first one stops the run; a forwarded second one must not hit the worker's own loop
-        _stopping = True
-        raise KeyboardInterrupt
+def slurm_ledger(results_dir: str):
+    """The Slurm ledger of ``results_dir`` (``(active, last_jobs)``), or empty ones where there is
+    none. Raises where there is a ledger but Slurm cannot be asked (its jobs' states are unknown)."""
+    from .backends.slurm import Ledger
+
+    ledger = Ledger(results_dir)
+    return (ledger.active(), ledger.last_job()) if ledger.exists() else ({}, {})
 
 
-def _init_worker(threads: int) -> None:
-    signal.signal(signal.SIGINT, _on_sigint)
-    torch.set_num_threads(threads)
+def status(groups: dict[str, list[RunConfig]], results_dir: str) -> tuple[dict[str, Counter], list[tuple]]:
+    """The count of runs in each state per group (a table), and every run that is not done as
+    ``(group, state, config, log file or None)``."""
+    active, last_jobs = slurm_ledger(results_dir)
+    counts, open_runs, seen = {}, [], {}
+    for group, configs in groups.items():
+        counts[group] = Counter()
+        for c in _unique(configs):
+            if c not in seen:
+                seen[c] = state(c, active, last_jobs)
+            counts[group][seen[c]] += 1
+            if seen[c] != "done":
+                job = last_jobs.get(run_directory(c).name)
+                open_runs.append((group, seen[c], c, job["stderr"] if job and seen[c] == "failed" else None))
+    return counts, open_runs
 
 
-def failure(config: RunConfig) -> dict | None:
-    """The record of a run that diverged, if there is a readable one."""
-    path = run_directory(config) / "failure.json"
-    if not path.exists():
-        return None
-    try:
-        record = read_json(path)
-    except UnreadableFileError as e:
-        warnings.warn(f"{e}; the run counts as not tried (delete the file to silence this)", stacklevel=2)
-        return None
-    return record if isinstance(record, dict) else None
+def to_start(configs: Iterable[RunConfig], results_dir: str) -> list[list[RunConfig]]:
+    """The waves of runs to start: not done, diverged, queued or running."""
+    active, _ = slurm_ledger(results_dir)
+    waiting = [c for c in _unique(configs)
+               if pending(c) and run_directory(c).name not in active and not is_training(c)]
+    return _waves(waiting)
 
 
-def _train(config: RunConfig) -> None:
-    """One run of a sweep. A run that diverges is recorded (``failure.json``) instead of stopping
-    the sweep; the tables show it as diverged, and later sweeps do not retry it."""
-    if _stopping:
-        return
-    try:
-        run(config, progress=False)
-    except NonFiniteLossError as e:
-        write_json(run_directory(config) / "failure.json", {"config": config.to_dict(), "message": str(e)})
-
-
-def pending(config: RunConfig) -> bool:
-    return find_result(config) is None and failure(config) is None
-
-
-def _stop(pool: ProcessPoolExecutor) -> None:
-    """End the pool now: drop queued runs, interrupt running ones (their checkpoints stay)."""
-    for process in list(getattr(pool, "_processes", {}).values()):  # the executor offers no public handle
-        try:
-            os.kill(process.pid, signal.SIGINT)
-        except ProcessLookupError:
-            pass
-    pool.shutdown(wait=True, cancel_futures=True)
+def submit(configs: Iterable[RunConfig], backend: Backend, results_dir: str) -> list[str]:
+    """Hand every run of ``configs`` that needs it to ``backend``; returns its handles (job ids)."""
+    return backend.submit(to_start(configs, results_dir))
 
 
 def run_all(configs: Iterable[RunConfig], *, workers: int = 2, threads: int | None = None,
-            progress: bool = True) -> list[dict]:
+            progress: bool = True, devices: list[str] | None = None, runs_per_device: int = 1) -> list[dict]:
     """The results of ``configs`` (in order; None for a run that diverged), training those that
-    have none yet.
-
-    ``workers`` processes train independent runs side by side, each with ``threads`` torch
-    threads (default: the cores divided among the workers). Raises :class:`SweepInterrupted`
-    on Ctrl-C, with a message that says how far it got.
-    """
+    have none yet on this machine (see :class:`~gdwlib.backends.local.LocalBackend`). Raises
+    :class:`SweepInterrupted` on Ctrl-C, with a message that says how far it got."""
     configs = list(configs)
     waves = _waves([c for c in _unique(configs) if pending(c)])
-    threads = threads or max(1, (os.cpu_count() or 1) // max(workers, 1))
+    backend = LocalBackend(workers=workers, threads=threads, devices=devices, runs_per_device=runs_per_device,
+                           progress=progress)
     total = sum(len(w) for w in waves)
-    bar = tqdm(total=total, disable=not progress or not total, desc="runs", unit="run")
     try:
-        for wave in waves:
-            if workers <= 1:
-                torch.set_num_threads(threads)
-                for c in wave:
-                    _train(c)
-                    bar.update(1)
-                continue
-            pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                                       initializer=_init_worker, initargs=(threads,))
-            try:
-                waiting = {pool.submit(_train, c) for c in wave}
-                while waiting:
-                    finished, waiting = wait(waiting, return_when=FIRST_COMPLETED)
-                    for future in finished:
-                        future.result()
-                        bar.update(1)
-            except BaseException:
-                _stop(pool)
-                raise
-            pool.shutdown()
+        backend.submit(waves)
     except KeyboardInterrupt:
-        bar.close()
-        raise SweepInterrupted(f"interrupted: {bar.n} of the {total} runs to train finished; the others were "
+        raise SweepInterrupted(f"interrupted: {backend.finished} of the {total} runs to train finished; the others were "
                                "stopped or not started (a stopped run keeps its last epoch checkpoint). Run the "
                                "same command again to resume.") from None
-    bar.close()
     return [find_result(c) for c in configs]

@@ -10,6 +10,7 @@ computes exactly what an uninterrupted one would have.
 from __future__ import annotations
 
 import fcntl
+import itertools
 import math
 import os
 import sys
@@ -152,6 +153,48 @@ def _exclusive(directory: Path):
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def is_training(config: RunConfig) -> bool:
+    """Whether some process on a machine that shares the results directory trains ``config`` now
+    (it holds the run directory's lock)."""
+    lock = run_directory(config) / ".lock"
+    if not lock.exists():
+        return False
+    with open(lock, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(handle, fcntl.LOCK_UN)
+    return False
+
+
+def failure(config: RunConfig) -> dict | None:
+    """The record of a run that diverged (``failure.json``), if there is a readable one."""
+    path = run_directory(config) / "failure.json"
+    if not path.exists():
+        return None
+    try:
+        record = read_json(path)
+    except UnreadableFileError as e:
+        warnings.warn(f"{e}; the run counts as not tried (delete the file to silence this)", stacklevel=2)
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def settled(config: RunConfig) -> bool:
+    """Whether ``config`` needs no more training: it finished or diverged."""
+    return find_result(config) is not None or failure(config) is not None
+
+
+def train_or_record(config: RunConfig, progress: bool = False) -> None:
+    """Train ``config`` as one run of a sweep: a run that diverges is recorded (``failure.json``)
+    instead of raising; the tables show it as diverged, and later sweeps do not retry it."""
+    try:
+        run(config, progress=progress)
+    except NonFiniteLossError as e:
+        write_json(run_directory(config) / "failure.json", {"config": config.to_dict(), "message": str(e)})
+
+
 class RunInterrupted(KeyboardInterrupt):
     """Ctrl-C (or SIGINT) stopped a run; its checkpoint after the last finished epoch is kept."""
 
@@ -206,7 +249,7 @@ def _run(config: RunConfig, device: torch.device, directory: Path, progress: boo
 
     method = fresh()
     check_writable(directory, reserve=2 * len(serialized(method.state_dict())))  # a checkpoint, with room to grow
-    start, history, elapsed = 0, [], 0.0
+    start, history, elapsed, resumed = 0, [], 0.0, []
     if ckpt_path.exists():
         try:
             state = torch.load(ckpt_path, map_location=device, weights_only=True)
@@ -214,14 +257,17 @@ def _run(config: RunConfig, device: torch.device, directory: Path, progress: boo
             if method.stats is not None:
                 method.stats.load_state_dict(state["stats"])
             start, history, elapsed = state["epoch"], state["history"], state["elapsed"]
+            resumed = state.get("resumed", []) + [start]
         except Exception as e:  # noqa: BLE001 - a damaged file can fail in any of torch's and pickle's ways
             reason = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else 'no detail'}"
             _say(f"warning: {ckpt_path} cannot be read ({reason}); moved to "
                  f"{move_aside(ckpt_path, 'unreadable').name}, training {rid} from scratch")
-            method, start, history, elapsed = fresh(), 0, [], 0.0
+            method, start, history, elapsed, resumed = fresh(), 0, [], 0.0, []
     stats = method.stats
 
     epochs, iterations = method.num_epochs(), method.iterations_per_epoch()
+    if config.iterations_per_epoch:
+        iterations = min(iterations, config.iterations_per_epoch)
     bar = tqdm(total=epochs * iterations, initial=start * iterations, disable=not progress,
                desc=f"{config.method} {config.dataset}", unit="it", file=sys.stderr, dynamic_ncols=True)
     try:
@@ -234,7 +280,7 @@ def _run(config: RunConfig, device: torch.device, directory: Path, progress: boo
                 stats.start_epoch(epoch)
             meta = data.meta_batches(epoch) if method.uses_meta else None
             losses = []
-            for i, batch in enumerate(method.batches(epoch)):
+            for i, batch in enumerate(itertools.islice(method.batches(epoch), config.iterations_per_epoch)):
                 try:
                     losses.append(method.train_step(batch, meta))
                 except NumericalError as e:
@@ -253,7 +299,7 @@ def _run(config: RunConfig, device: torch.device, directory: Path, progress: boo
             history.append(entry)
             elapsed += entry["seconds"]
             bar.set_postfix(epoch=epoch + 1, loss=f"{entry['train_loss']:.3f}", acc=f"{accuracy:.2f}")
-            save_torch(ckpt_path, {"epoch": epoch + 1, "history": history, "elapsed": elapsed,
+            save_torch(ckpt_path, {"epoch": epoch + 1, "history": history, "elapsed": elapsed, "resumed": resumed,
                                    "method": method.state_dict(),
                                    "stats": stats.state_dict() if stats is not None else None})
     except KeyboardInterrupt:
@@ -272,6 +318,7 @@ def _run(config: RunConfig, device: torch.device, directory: Path, progress: boo
         "final_accuracy": float(np.mean([h["test_accuracy"] for h in final])),
         "final_epochs": len(final),
         "wall_time": elapsed,
+        "resumed_after_epochs": resumed,   # where an interrupted run went on from its checkpoint
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "files": {"model": "model.pt"},
     }

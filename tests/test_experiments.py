@@ -79,6 +79,13 @@ def test_report_notebook_judges_every_claim(workdir):
     assert len(re.findall(r">(held|partly held|not held|not tested)<", claims)) == 5
 
 
-def test_paper_profile_without_a_gpu_stops_at_once(workdir):
-    with pytest.raises(papermill.PapermillExecutionError, match="needs a GPU"):
+def test_the_book_never_trains_the_paper_profile(workdir):
+    """Without results, a paper-profile page stops at once with the missing runs and the sweep
+    command that makes them (it would otherwise start hundreds of GPU runs)."""
+    with pytest.raises(papermill.PapermillExecutionError) as raised:
         execute("10-table2-uniform-noise", workdir, profile="paper", device="cpu")
+    message = str(raised.value)
+    assert "300 run(s) of the 'paper' profile have no result" in message
+    assert "GDW          cifar100 uniform 60%: seeds 1, 2, 3, 4, 5" in message
+    assert "python -m gdwlib sweep --profile paper" in message
+    assert not list((workdir / "results").glob("runs/*cifar*"))

@@ -1,7 +1,7 @@
 """Sweeps: parallel workers give the same results as one process; dependencies train first."""
 import pytest
 
-from gdwlib import sweep
+from gdwlib import sweep, train
 from gdwlib.methods import METHODS
 from gdwlib.profiles import profile_config
 
@@ -21,7 +21,7 @@ def test_parallel_workers_match_one_process(tmp_path):
 
 def test_finished_runs_are_skipped(tmp_path, monkeypatch):
     first = sweep.run_all(configs(tmp_path, seeds=(1,)), workers=1, progress=False)
-    monkeypatch.setattr(sweep, "run", lambda *a, **k: pytest.fail("retrained"))
+    monkeypatch.setattr(train, "run", lambda *a, **k: pytest.fail("retrained"))
     assert sweep.run_all(configs(tmp_path, seeds=(1,)), workers=1, progress=False) == first
 
 
@@ -40,5 +40,5 @@ def test_a_diverging_run_is_recorded_and_not_retried(tmp_path, monkeypatch):
     results = sweep.run_all([bad, good], workers=1, progress=False)
     assert results[0] is None and results[1]["final_accuracy"] > 20
     assert "at epoch 1, iteration" in sweep.failure(bad)["message"]
-    monkeypatch.setattr(sweep, "run", lambda *a, **k: pytest.fail("retried a diverged run"))
+    monkeypatch.setattr(train, "run", lambda *a, **k: pytest.fail("retried a diverged run"))
     sweep.run_all([bad, good], workers=1, progress=False)
