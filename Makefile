@@ -6,6 +6,12 @@ STAMP  := $(VENV)/.installed
 
 PROFILE ?= cpu
 WORKERS ?= 2
+RESULTS ?= results
+DEVICE  ?= auto
+# OVERRIDE=rehearsal and DATA_DIR=... are passed on to the sweep and the notebooks when set;
+# DEVICE=cuda renders GPU runs on a machine without a GPU (a cluster's login node)
+OPTIONS := $(if $(OVERRIDE),--override $(OVERRIDE)) $(if $(DATA_DIR),--data-dir $(DATA_DIR)) --results-dir $(RESULTS) --device $(DEVICE)
+PARAMS  := $(if $(OVERRIDE),-p override $(OVERRIDE)) $(if $(DATA_DIR),-p data_dir $(DATA_DIR)) -p results_dir $(RESULTS) -p device $(DEVICE)
 EXPERIMENTS := 10-table2-uniform-noise 11-table3-flip-noise 12-table4-long-tail 13-table5-clothing1m 14-figures 15-report
 
 .PHONY: book experiments test data env clean
@@ -22,13 +28,15 @@ data: $(STAMP)
 	scripts/get-data.sh $(BIN)/python
 
 # Train every run the experiments need (both cores, finished runs skipped), then execute each
-# experiment notebook with papermill into book/experiments/, which the book publishes.
+# experiment notebook with papermill into book/experiments/, which the book publishes. The paper
+# profile's runs are never trained here (they come from `gdwlib sweep` on GPUs or a cluster): with
+# any missing, `sweep --check` lists them and the sweep command, and make stops.
 experiments: $(STAMP) data
-	$(BIN)/python -m gdwlib sweep --profile $(PROFILE) --workers $(WORKERS)
+	$(BIN)/python -m gdwlib sweep --profile $(PROFILE) $(OPTIONS) $(if $(filter paper,$(PROFILE)),--check,--workers $(WORKERS))
 	mkdir -p book/experiments
 	for nb in $(EXPERIMENTS); do \
 	  $(BIN)/papermill --no-progress-bar notebooks/$$nb.ipynb book/experiments/$$nb.ipynb \
-	    -p profile $(PROFILE) -p workers $(WORKERS) || exit 1; \
+	    -p profile $(PROFILE) -p workers $(WORKERS) $(PARAMS) || exit 1; \
 	done
 
 book: experiments

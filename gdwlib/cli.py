@@ -10,8 +10,7 @@ from .config import DATASETS, NOISE_TYPES, RunConfig
 from .data.idx import CorruptFileError
 from .experiments import RequirementError
 from .methods import METHODS, NonFiniteLossError, check_options, get_method
-from .backends import BACKENDS
-from .backends.slurm import SlurmError
+from .backends import BACKENDS, SlurmError
 from .experiments import MissingRunsError
 from .profiles import OVERRIDES, PROFILES, profile_config
 from .results import ResultsWriteError, UnreadableFileError, check_writable
@@ -164,7 +163,10 @@ def _sweep(args: argparse.Namespace) -> int:
     from . import sweep
     from .experiments import check_requirements, grid
 
-    fields = dict(epochs=args.epochs, device=args.device, data_dir=args.data_dir, results_dir=args.results_dir)
+    device = args.device
+    if args.backend == "slurm" and device == "auto":   # the jobs' device, not the login node's
+        device = "cuda" if args.gpus else "cpu"
+    fields = dict(epochs=args.epochs, device=device, data_dir=args.data_dir, results_dir=args.results_dir)
     if args.override:
         fields["override"] = args.override
     try:

@@ -17,8 +17,9 @@ DATASETS = {"fashion-mnist": 10, "cifar10": 10, "cifar100": 100, "clothing1m": 1
 NOISE_TYPES = ("none", "uniform", "flip")
 MODEL_NAMES = ("resnet32", "small_cnn", "mlp", "mlp_bn", "resnet18")
 
-# fields that say where things are, not what is computed: left out of the run's identity
-LOCATION_FIELDS = ("data_dir", "results_dir", "threads")
+# fields that say where things are, not what is computed: left out of the run's identity (the
+# device's type, cpu or cuda, is part of the run id; which GPU, or "auto", is not)
+LOCATION_FIELDS = ("data_dir", "results_dir", "threads", "device")
 # fields added after runs were made: left out of the identity at their default, which computes
 # what those runs computed, so that the runs keep their names
 LATER_FIELDS = {"iterations_per_epoch": None, "override": None}

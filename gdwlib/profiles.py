@@ -47,16 +47,19 @@ def choices(profile: str, dataset: str) -> dict[str, str]:
 
 
 # The methods that keep the profile's own network in a rehearsal (so that ResNet-32, and ResNet-18
-# on Clothing1M, train in every table); the others use a small CNN to keep the rehearsal short.
-REHEARSAL_REAL_NETWORK = ("BaseModel", "GDW")
+# on Clothing1M, train in every table; Fine-tuning starts from BaseModel's network); the others
+# use a small CNN to keep the rehearsal short.
+REHEARSAL_REAL_NETWORK = ("BaseModel", "Fine-tuning", "GDW")
 
 
 def _rehearsal(dataset: str, method: str) -> dict:
     fields = dict(epochs=2, iterations_per_epoch=2, batch_size=10, meta_batch_size=10,
                   meta_per_class=1 if dataset == "cifar100" else 2)
-    if dataset == "clothing1m":   # its meta set is the clean validation split, whatever its size
-        fields.update(batch_size=4, meta_batch_size=4)
+    if dataset == "clothing1m":   # its meta set is the clean validation split; 224-pixel crops are slow on a CPU
+        fields.update(batch_size=2, meta_batch_size=2)
         del fields["meta_per_class"]
+    if method == "Fine-tuning":
+        fields["options"] = {"epochs": 1}
     if method not in REHEARSAL_REAL_NETWORK:
         fields["model"] = "small_cnn"
     return fields
@@ -66,10 +69,10 @@ def _rehearsal(dataset: str, method: str) -> dict:
 # in each run's config (``override``), and every caption of a table or figure names it.
 OVERRIDES = {
     "rehearsal": dict(
-        fields=_rehearsal, runs_on_cpu=True,
+        fields=_rehearsal, runs_on_cpu=True, seeds=(1,),
         describe="REHEARSAL, not results: every run is cut to 2 epochs of 2 iterations on stand-in data, and "
-                 f"only {' and '.join(REHEARSAL_REAL_NETWORK)} keep the profile's network (the others use a small "
-                 "CNN); it checks that the grid, the sweep and the notebooks work end to end, and its numbers "
+                 f"only {', '.join(REHEARSAL_REAL_NETWORK)} keep the profile's network (the others use a small "
+                 "CNN), one seed; it checks that the grid, the sweep and the notebooks work end to end, and its numbers "
                  "mean nothing"),
 }
 

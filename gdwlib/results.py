@@ -71,8 +71,9 @@ def _atomic_write(path: Path, data: bytes) -> None:
 def check_writable(directory: str | Path, reserve: int = 1 << 20) -> None:
     """Fail at once, not after an epoch, where ``directory`` cannot take files: write ``reserve``
     bytes there and remove them again."""
-    _atomic_write(Path(directory) / ".write-check", b"\0" * reserve)
-    (Path(directory) / ".write-check").unlink()
+    probe = Path(directory) / f".write-check-{os.getpid()}-{os.urandom(4).hex()}"  # parallel runs check at once
+    _atomic_write(probe, b"\0" * reserve)
+    probe.unlink()
 
 
 def write_bytes(path: str | Path, data: bytes) -> None:

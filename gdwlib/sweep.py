@@ -67,7 +67,7 @@ def state(config: RunConfig, active: dict[str, str], last_jobs: dict[str, dict] 
 def slurm_ledger(results_dir: str):
     """The Slurm ledger of ``results_dir`` (``(active, last_jobs)``), or empty ones where there is
     none. Raises where there is a ledger but Slurm cannot be asked (its jobs' states are unknown)."""
-    from .backends.slurm import Ledger
+    from .backends.ledger import Ledger
 
     ledger = Ledger(results_dir)
     return (ledger.active(), ledger.last_job()) if ledger.exists() else ({}, {})

@@ -43,11 +43,19 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+def device_type(name: str) -> str:
+    """The type ('cpu' or 'cuda') a run on device ``name`` has, whether or not that device is
+    here (a login node without a GPU names the runs its GPU jobs make)."""
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(name).type
+
+
 def run_directory(config: RunConfig, device: torch.device | None = None) -> Path:
     """Where the run of ``config`` keeps its checkpoint and result (named by :func:`run_id`)."""
-    device = device or resolve_device(config.device)
+    kind = device.type if device is not None else device_type(config.device)
     method = get_method(config.method)
-    return Path(config.results_dir) / "runs" / run_id(config, device.type, method.options, method.revision)
+    return Path(config.results_dir) / "runs" / run_id(config, kind, method.options, method.revision)
 
 
 def result_problem(result, config: RunConfig) -> str | None:

@@ -13,7 +13,9 @@ import pytest
 import torch
 
 from gdwlib import sweep, train
-from gdwlib.backends.slurm import Ledger, SlurmBackend, SlurmError
+from gdwlib.backends import SlurmError
+from gdwlib.backends.ledger import Ledger
+from gdwlib.backends.slurm import SlurmBackend
 from gdwlib.experiments import table_cells
 from gdwlib.profiles import profile_config
 

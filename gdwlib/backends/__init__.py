@@ -33,6 +33,10 @@ class Backend(Protocol):
 BACKENDS = ("local", "slurm")
 
 
+class SlurmError(RuntimeError):
+    """Slurm cannot take the sweep as asked (not installed, unknown partition, a refused option)."""
+
+
 def get_backend(name: str, **options) -> Backend:
     """The backend called ``name`` with its options (see :mod:`.local` and :mod:`.slurm`)."""
     if name == "local":

@@ -16,28 +16,19 @@ one GPU by default.
 """
 from __future__ import annotations
 
-import fcntl
 import re
 import shutil
-import subprocess
 import sys
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import submitit
 
 from ..config import RunConfig
-from ..results import ResultsWriteError, UnreadableFileError, check_writable, read_json, write_json
+from ..results import ResultsWriteError, check_writable, write_json
 from ..train import run_directory, settled, train_or_record
-
-
-class SlurmError(RuntimeError):
-    """Slurm cannot take the sweep as asked (not installed, unknown partition, a refused option)."""
-
-
-QUEUED = {"PENDING", "CONFIGURING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "RESIZING", "SUSPENDED"}
-RUNNING = {"RUNNING", "COMPLETING", "STAGE_OUT", "SIGNALING"}
+from . import SlurmError
+from .ledger import Ledger
 
 
 def minutes(limit: str) -> int:
@@ -76,69 +67,6 @@ class SlurmRun(submitit.helpers.Checkpointable):
     def __call__(self, config: RunConfig) -> str:
         train_or_record(config)
         return run_directory(config).name
-
-
-class Ledger:
-    """The Slurm tasks submitted for a results directory: ``<results>/slurm/jobs.json``, job id ->
-    run id, submission time and log files."""
-
-    def __init__(self, results_dir: str | Path):
-        self.directory = Path(results_dir).resolve() / "slurm"
-        self.path = self.directory / "jobs.json"
-
-    def exists(self) -> bool:
-        return self.path.exists()
-
-    def read(self) -> dict[str, dict]:
-        if not self.path.exists():
-            return {}
-        try:
-            ledger = read_json(self.path)
-        except UnreadableFileError as e:
-            raise SlurmError(f"{e}; move it aside, and check with squeue that no job of this sweep still runs "
-                             "before sweeping again") from None
-        return ledger if isinstance(ledger, dict) else {}
-
-    @contextmanager
-    def locked(self):
-        """Hold the ledger's lock: one submission at a time per results directory."""
-        self.directory.mkdir(parents=True, exist_ok=True)
-        with open(self.directory / ".submit.lock", "w") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
-
-    def active(self) -> dict[str, str]:
-        """Run id -> "queued" or "running", for this ledger's tasks that Slurm still lists."""
-        queue, out = slurm_queue(), {}
-        for job, entry in self.read().items():
-            state = queue.get(job)
-            if state in RUNNING:
-                out[entry["run_id"]] = "running"
-            elif state in QUEUED and out.get(entry["run_id"]) != "running":
-                out[entry["run_id"]] = "queued"
-        return out
-
-    def last_job(self) -> dict[str, dict]:
-        """Run id -> the entry (with its ``job`` id) of the last task submitted for it."""
-        out = {}
-        for job, entry in self.read().items():
-            if entry["run_id"] not in out or entry["submitted"] >= out[entry["run_id"]]["submitted"]:
-                out[entry["run_id"]] = {**entry, "job": job}
-        return out
-
-
-def slurm_queue() -> dict[str, str]:
-    """Job id -> Slurm state of every job Slurm still lists (array tasks one by one)."""
-    if shutil.which("squeue") is None:
-        raise SlurmError("this results directory has Slurm jobs (slurm/jobs.json), but squeue is not on PATH: "
-                         "ask from a machine of the cluster, where their state can be read")
-    out = subprocess.run(["squeue", "-h", "-r", "-o", "%i %T"], capture_output=True, text=True)
-    if out.returncode:
-        raise SlurmError(f"squeue failed: {out.stderr.strip()}; is slurmctld running?")
-    return dict(line.split(None, 1) for line in out.stdout.splitlines() if line.strip())
 
 
 class SlurmBackend:
@@ -196,8 +124,10 @@ class SlurmBackend:
         return [p.rstrip("*") for p in out.stdout.split()]
 
     def _for_job(self, c: RunConfig) -> RunConfig:
-        """``c`` as a task runs it: absolute locations (a task may start elsewhere), its threads."""
-        return c.replace(results_dir=str(Path(c.results_dir).resolve()), threads=self.threads,
+        """``c`` as a task runs it: absolute locations (a task may start elsewhere), its threads,
+        and "auto" made the device the task has (a GPU when it asks for one)."""
+        device = ("cuda" if self.parameters.get("gpus_per_node") else "cpu") if c.device == "auto" else c.device
+        return c.replace(results_dir=str(Path(c.results_dir).resolve()), threads=self.threads, device=device,
                          data_dir=str(Path(c.data_dir).resolve()) if c.data_dir else None)
 
     def submit(self, waves: list[list[RunConfig]]) -> list[str]:
@@ -208,7 +138,7 @@ class SlurmBackend:
         with self.ledger.locked():
             active, ledger = self.ledger.active(), self.ledger.read()
             for wave in waves:
-                wave = [self._for_job(c) for c in wave if run_directory(c).name not in active and not settled(c)]
+                wave = [c for c in map(self._for_job, wave) if run_directory(c).name not in active and not settled(c)]
                 if not wave:
                     continue
                 extra = dict(self.parameters["additional_parameters"])

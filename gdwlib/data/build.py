@@ -18,6 +18,7 @@ flipped images and their number per class vary with the seed, as they do for uni
 """
 from __future__ import annotations
 
+import multiprocessing
 import os
 from dataclasses import dataclass, field
 from typing import Iterator
@@ -30,7 +31,7 @@ from ..config import RunConfig
 from .batches import Batch, Pipeline, Split, endless_batches, epoch_batches, generator, ordered_batches, stream_seed
 from .cifar import find_cifar, load_cifar
 from .clothing1m import NUM_CLASSES as CLOTHING_CLASSES
-from .clothing1m import Clothing1M
+from .clothing1m import Clothing1M, clothing1m_root
 from .fashion_mnist import fashion_mnist_files, load_fashion_mnist
 from .longtail import longtail_counts, longtail_indices
 from .noise import corrupt_labels, flip_noise_matrix, uniform_noise_matrix
@@ -170,10 +171,11 @@ class Clothing1MData:
         test_tf = T.Compose([T.Resize(256), T.CenterCrop(224), T.ToTensor(), norm])
         self.config, self.device = config, torch.device(device)
         self.workers = min(4, os.cpu_count() or 1) if workers is None else workers
-        self.train = Clothing1M(config.data_dir, "noisy_train", train_tf)
-        self.meta = Clothing1M(config.data_dir, "clean_val", train_tf)
-        self.meta_plain = Clothing1M(config.data_dir, "clean_val", test_tf)
-        self.test = Clothing1M(config.data_dir, "clean_test", test_tf)
+        root = clothing1m_root(config.data_dir)
+        self.train = Clothing1M(root, "noisy_train", train_tf)
+        self.meta = Clothing1M(root, "clean_val", train_tf)
+        self.meta_plain = Clothing1M(root, "clean_val", test_tf)
+        self.test = Clothing1M(root, "clean_test", test_tf)
         self.num_classes, self.noise_matrix = CLOTHING_CLASSES, None
         self.info = {"train_size": len(self.train), "meta_size": len(self.meta), "test_size": len(self.test)}
         self._true = torch.as_tensor(np.asarray(self.train.true_labels), dtype=torch.long)
@@ -184,8 +186,11 @@ class Clothing1MData:
 
     def _loader(self, dataset, batch_size: int, gen: torch.Generator | None):
         sampler = RandomSampler(dataset, generator=gen) if gen is not None else None
+        # fork where there is one: a process started by spawn (a sweep's worker) would otherwise
+        # spawn every loader's workers, each importing torch anew, at every epoch
+        context = "fork" if self.workers and "fork" in multiprocessing.get_all_start_methods() else None
         return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=self.workers,
-                          generator=gen, pin_memory=self.device.type == "cuda")
+                          generator=gen, pin_memory=self.device.type == "cuda", multiprocessing_context=context)
 
     def _batches(self, loader, true: torch.Tensor | None) -> Iterator[Batch]:
         for x, y, idx in loader:

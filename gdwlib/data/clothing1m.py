@@ -89,6 +89,15 @@ def _require(root: Path, names: Sequence[str]) -> None:
             raise FileNotFoundError(f"Clothing1M file {root / name} is missing. {LAYOUT}")
 
 
+def clothing1m_root(data_dir: str | Path) -> Path:
+    """The Clothing1M directory: ``data_dir`` itself, or its ``clothing1m/`` folder where the label
+    files are there instead (one data directory can then hold CIFAR beside Clothing1M)."""
+    root = Path(data_dir)
+    if not (root / CLEAN_LABELS).exists() and (root / "clothing1m" / CLEAN_LABELS).exists():
+        return root / "clothing1m"
+    return root
+
+
 class Clothing1M(Dataset):
     """One split of Clothing1M; item ``i`` is ``(transform(image), label, i)``, the image a PIL RGB image
     when ``transform`` is None.
