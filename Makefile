@@ -10,8 +10,8 @@ RESULTS ?= results
 DEVICE  ?= auto
 # OVERRIDE=rehearsal and DATA_DIR=... are passed on to the sweep and the notebooks when set;
 # DEVICE=cuda renders GPU runs on a machine without a GPU (a cluster's login node)
-OPTIONS := $(if $(OVERRIDE),--override $(OVERRIDE)) $(if $(DATA_DIR),--data-dir $(DATA_DIR)) --results-dir $(RESULTS) --device $(DEVICE)
-PARAMS  := $(if $(OVERRIDE),-p override $(OVERRIDE)) $(if $(DATA_DIR),-p data_dir $(DATA_DIR)) -p results_dir $(RESULTS) -p device $(DEVICE)
+OPTIONS := $(if $(OVERRIDE),--override $(OVERRIDE)) $(if $(DATA_DIR),--data-dir $(DATA_DIR)) $(if $(PRETRAINED),--pretrained $(PRETRAINED)) --results-dir $(RESULTS) --device $(DEVICE)
+PARAMS  := $(if $(OVERRIDE),-p override $(OVERRIDE)) $(if $(DATA_DIR),-p data_dir $(DATA_DIR)) $(if $(PRETRAINED),-p pretrained $(PRETRAINED)) -p results_dir $(RESULTS) -p device $(DEVICE)
 EXPERIMENTS := 10-table2-uniform-noise 11-table3-flip-noise 12-table4-long-tail 13-table5-clothing1m 14-figures 15-report
 
 .PHONY: book experiments test data env clean

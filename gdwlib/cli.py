@@ -96,6 +96,7 @@ def parser() -> argparse.ArgumentParser:
                     "workers; on Slurm, --cpus)")
     sw.add_argument("--device", default="auto")
     sw.add_argument("--data-dir")
+    sw.add_argument("--pretrained", help="Table 5: the ImageNet ResNet-18 weights file (e.g. resnet18-f37072fd.pth)")
     sw.add_argument("--results-dir", default="results")
     mode = sw.add_mutually_exclusive_group()
     mode.add_argument("--dry-run", action="store_true", help="count the runs by table and estimate their time")
@@ -170,11 +171,10 @@ def _sweep(args: argparse.Namespace) -> int:
     if args.override:
         fields["override"] = args.override
     try:
-        groups = _selected(grid(args.profile, **fields), args.tables, args.methods)
+        groups = _selected(grid(args.profile, pretrained=args.pretrained, **fields), args.tables, args.methods)
         configs = list(dict.fromkeys(c for group in groups.values() for c in group))
         if args.dry_run or args.status or args.check:
             return _report(args, groups, configs)
-        check_writable(args.results_dir)
         if args.backend == "slurm":
             from .backends.slurm import SlurmBackend
 
@@ -188,10 +188,13 @@ def _sweep(args: argparse.Namespace) -> int:
                   + (f" --override {args.override}" if args.override else "") + " --status")
             return 0
         devices = [d.strip() for d in args.devices.split(",") if d.strip()] if args.devices else None
-        if devices and args.device == "cpu":
-            raise ValueError("--devices spreads runs over GPUs; drop --device cpu (or use --workers for the CPU)")
+        if devices:
+            from .backends.local import check_devices
+
+            check_devices(devices)
         check_requirements(args.profile, sorted({c.dataset for c in configs}),
-                           "cuda" if devices else args.device, args.data_dir, args.override)
+                           "cuda" if devices and "cpu" not in devices else args.device, args.data_dir, args.override)
+        check_writable(args.results_dir)
         results = sweep.run_all(configs, workers=args.workers, threads=args.threads, devices=devices,
                                 runs_per_device=args.runs_per_device)
     except USER_ERRORS as e:

@@ -128,12 +128,14 @@ def coteach_forget_rates(profile: str) -> dict[str, float]:
     return rates
 
 
-def grid(profile: str = "cpu", **fields) -> dict[str, list[RunConfig]]:
+def grid(profile: str = "cpu", pretrained: str | None = None, **fields) -> dict[str, list[RunConfig]]:
     """The runs the book's experiments need under ``profile``, by table (a run can serve several:
     the figures and the ablation reuse runs of Tables 2 and 4). Table 5 (Clothing1M) is part of
-    the grid only where its data is (``data_dir``)."""
+    the grid only where its data is (``data_dir``); ``pretrained`` (ImageNet ResNet-18 weights)
+    applies to it alone."""
     tables = ["table2", "table3", "table4"] + (["table5"] if fields.get("data_dir") and profile == "paper" else [])
-    out = {t: [c.config for c in table_cells(t, profile, **fields)] for t in tables}
+    out = {t: [c.config for c in table_cells(t, profile, **fields, **(
+        {"pretrained": pretrained} if t == "table5" and pretrained else {}))] for t in tables}
     out["ablation"] = [c.config for c in ablation_cells(profile, **fields)]
     out["figures"] = list(figure_configs(profile, **fields).values())
     return out

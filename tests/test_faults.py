@@ -295,7 +295,7 @@ def test_a_full_disk_is_found_before_training_and_named_in_one_line(tmpfs, capsy
     monkeypatch.setattr(METHODS["BaseModel"], "train_step", lambda *a: pytest.fail("trained on a full disk"))
     assert cli.main(["run", "--method", "BaseModel", "--profile", "smoke", "--results-dir", str(results)]) == 2
     err = capsys.readouterr().err
-    assert err.strip() == f"error: [Errno 28] cannot write to {results}: the disk is full. Free some space or " \
+    assert err.strip() == f"error: cannot write to {results}: the disk is full. Free some space or " \
                           "choose another directory (--results-dir); files written before are kept"
 
 
