@@ -185,7 +185,10 @@ def _sweep(args: argparse.Namespace) -> int:
             print(f"submitted {len(jobs)} run(s) to Slurm" + (f" (jobs {jobs[0]} to {jobs[-1]})" if jobs else
                                                               ": every run is done, diverged, queued or running")
                   + f"; follow them with: python -m gdwlib sweep --profile {args.profile}"
-                  + (f" --override {args.override}" if args.override else "") + " --status")
+                  + (f" --override {args.override}" if args.override else "")
+                  + "".join(f" --{k} {v}" for k, v in (("tables", args.tables), ("methods", args.methods),
+                                                       ("results-dir", args.results_dir)) if v and v != "results")
+                  + " --status")
             return 0
         devices = [d.strip() for d in args.devices.split(",") if d.strip()] if args.devices else None
         if devices:
