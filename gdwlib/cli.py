@@ -5,6 +5,7 @@ import argparse
 import dataclasses
 import json
 import sys
+from collections import Counter
 
 from .config import DATASETS, NOISE_TYPES, RunConfig
 from .data.idx import CorruptFileError
@@ -162,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _sweep(args: argparse.Namespace) -> int:
     from . import sweep
-    from .experiments import check_requirements, grid
+    from .experiments import check_requirements, grid, sweep_command
 
     device = args.device
     if args.backend == "slurm" and device == "auto":   # the jobs' device, not the login node's
@@ -182,13 +183,11 @@ def _sweep(args: argparse.Namespace) -> int:
                                    gpus=args.gpus, cpus=args.cpus, mem=args.mem, sbatch=args.sbatch,
                                    setup=args.setup, max_parallel=args.max_parallel, threads=args.threads)
             jobs = sweep.submit(configs, backend, args.results_dir)
+            follow = sweep_command(args.profile, args.override, args.data_dir, args.results_dir, device=device,
+                                   tables=args.tables, methods=args.methods)
             print(f"submitted {len(jobs)} run(s) to Slurm" + (f" (jobs {jobs[0]} to {jobs[-1]})" if jobs else
                                                               ": every run is done, diverged, queued or running")
-                  + f"; follow them with: python -m gdwlib sweep --profile {args.profile}"
-                  + (f" --override {args.override}" if args.override else "")
-                  + "".join(f" --{k} {v}" for k, v in (("tables", args.tables), ("methods", args.methods),
-                                                       ("results-dir", args.results_dir)) if v and v != "results")
-                  + " --status")
+                  + f"; follow them with: {follow} --status")
             return 0
         devices = [d.strip() for d in args.devices.split(",") if d.strip()] if args.devices else None
         if devices:
@@ -236,52 +235,42 @@ def _report(args: argparse.Namespace, groups: dict, configs: list) -> int:
     from . import sweep
     from .experiments import describe_runs, missing_message
 
-    counts, open_runs = sweep.status(groups, args.results_dir)
+    states = sweep.status(configs, args.results_dir)
+    unsettled = [c for c in configs if states[c][0] not in ("done", "diverged")]
     if args.check:
-        missing = list(dict.fromkeys(c for _, state, c, _ in open_runs if state not in ("done", "diverged")))
-        if missing:
-            print("error: " + missing_message(missing, args.profile, args.override, args.data_dir, args.results_dir),
+        if unsettled:
+            print("error: " + missing_message(unsettled, args.profile, args.override, args.data_dir, args.results_dir),
                   file=sys.stderr)
             return 1
         print(f"all {len(configs)} runs of the '{args.profile}' profile have a result")
         return 0
+    estimate = _estimator(args, [c for c in configs if states[c][0] == "done"]) if args.dry_run else None
+
+    def row(name: str, runs: list, new: list) -> dict:
+        counts = Counter(states[c][0] for c in runs)
+        out = {"table": name, "runs": len(runs), "new": len(new), **{s: counts[s] for s in sweep.STATES}}
+        if estimate:
+            hours, unknown = estimate([c for c in new if states[c][0] not in ("done", "diverged")])
+            out[estimate.column] = f"{hours:.1f}" + (f" (+{unknown} without a cost)" if unknown else "")
+        return out
+
     seen, rows = set(), []
-    estimate = _estimator(args, configs) if args.dry_run else None
     for group, group_configs in groups.items():
         unique = list(dict.fromkeys(group_configs))
-        new = [c for c in unique if c not in seen]
+        rows.append(row(group, unique, [c for c in unique if c not in seen]))
         seen.update(unique)
-        row = {"table": group, "runs": len(unique), "new": len(new), **{s: counts[group][s] for s in sweep.STATES}}
-        if estimate:
-            todo = [c for c in new if sweep.pending(c)]
-            hours, unknown = estimate(todo)
-            row[estimate.column] = f"{hours:.1f}" + (f" (+{unknown} without a cost)" if unknown else "")
-        rows.append(row)
-    total = {"table": "all (each run once)", "runs": len(configs), "new": len(configs)}
-    for s in sweep.STATES:
-        total[s] = sum(1 for c in configs if _state_of(c, open_runs) == s)
-    if estimate:
-        hours, unknown = estimate([c for c in configs if sweep.pending(c)])
-        total[estimate.column] = f"{hours:.1f}" + (f" (+{unknown} without a cost)" if unknown else "")
-    rows.append(total)
+    rows.append(row("all (each run once)", configs, configs))
     _print_table(rows)
     if estimate:
         print(f"\niteration costs: {estimate.origin}; hours are one run after another on one such device, training "
               "iterations only. 'new' counts the runs not already in a row above; hours are for the new runs that "
               "are not done or diverged.")
-    failed = [(g, c, log) for g, s, c, log in open_runs if s == "failed"]
+    failed = [(c, log) for c, (s, log) in states.items() if s == "failed"]
     if failed:
         print("\nfailed (the last Slurm task of the run ended without a result; the next sweep submits it again):")
-        for _, c, log in failed:
+        for c, log in failed:
             print(f"  {describe_runs([c])[0]}  log: {log}")
     return 0
-
-
-def _state_of(config, open_runs) -> str:
-    for _, state, c, _ in open_runs:
-        if c == config:
-            return state
-    return "done"
 
 
 def _print_table(rows: list[dict]) -> None:
@@ -292,14 +281,14 @@ def _print_table(rows: list[dict]) -> None:
         print("  ".join(str(r.get(k, "")).ljust(widths[k]) for k in keys))
 
 
-def _estimator(args: argparse.Namespace, configs: list):
-    """A function from runs to (hours, runs without a cost), with ``origin`` saying where costs come from."""
+def _estimator(args: argparse.Namespace, done: list):
+    """A function from runs to (hours, runs without a cost), with ``origin`` saying where costs
+    come from; ``done`` are the finished runs, whose wall times price the networks not benchmarked."""
     from .cost import benchmark_costs, estimate_hours, run_costs
-    from .sweep import find_result
-    from .train import resolve_device
+    from .train import find_result, resolve_device
 
     ms, origin, measured_on = benchmark_costs(args.results_dir, resolve_device(args.device).type, args.cost)
-    per_run = run_costs([r for r in map(find_result, configs) if r])
+    per_run = run_costs([find_result(c) for c in done])
 
     def estimate(todo):
         return estimate_hours(todo, ms, per_run)

@@ -51,26 +51,36 @@ def _device_label(machine: dict) -> str:
     return f"{machine.get('type', '?')} ({machine.get('name', '?')}, torch {machine.get('torch', '?')})"
 
 
+def cached_benchmark(path: str | Path, methods: list[str], rounds: int, iters: int, device: str = "cpu") -> \
+        tuple[dict, float | None]:
+    """The ``benchmarks/bench_methods.py`` result (CIFAR shapes) stored at ``path``, measured and
+    stored there first where there is none; with the seconds the measurement took (None if read)."""
+    path = Path(path)
+    if path.exists():
+        return json.loads(path.read_text()), None
+    script = Path(__file__).resolve().parent.parent / "benchmarks" / "bench_methods.py"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    began = time.perf_counter()
+    subprocess.run([sys.executable, str(script), "--shapes", "cifar", "--methods", *methods, "--rounds", str(rounds),
+                    "--iters", str(iters), "--warmup", "1", "--no-memory", "--device", device, "--json", str(path)],
+                   check=True, capture_output=True)
+    return json.loads(path.read_text()), time.perf_counter() - began
+
+
 def benchmark_costs(results_dir: str, device: str, source: str | None = None) -> tuple[dict[str, float], str, str]:
     """Milliseconds per iteration of every method on ResNet-32, where they come from, and the
     device type they were measured on."""
-    if source:
-        path, origin = Path(source), "read from the stored benchmark result"
-    else:
-        path = Path(results_dir) / f"benchmark-all-{device}.json"
-        origin = "read from the benchmark cached in the results directory"
-        if not path.exists():
-            script = Path(__file__).resolve().parent.parent / "benchmarks" / "bench_methods.py"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            began = time.perf_counter()
-            print(f"measuring every method's iteration on {device} (benchmarks/bench_methods.py, once; cached in "
-                  f"{path}) ...", file=sys.stderr)
-            subprocess.run([sys.executable, str(script), "--shapes", "cifar", "--methods", "all", "--rounds", "1",
-                            "--iters", "2", "--warmup", "1", "--no-memory", "--device", device, "--json", str(path)],
-                           check=True, capture_output=True)
-            origin = f"measured now ({time.perf_counter() - began:.0f} s)"
+    path = Path(source) if source else Path(results_dir) / f"benchmark-all-{device}.json"
     try:
-        data = json.loads(Path(path).read_text())
+        if source:
+            data, origin = json.loads(path.read_text()), "read from the stored benchmark result"
+        else:
+            if not path.exists():
+                print(f"measuring every method's iteration on {device} (benchmarks/bench_methods.py, once; cached in "
+                      f"{path}) ...", file=sys.stderr)
+            data, seconds = cached_benchmark(path, ["all"], rounds=1, iters=2, device=device)
+            origin = (f"measured now ({seconds:.0f} s)" if seconds is not None
+                      else "read from the benchmark cached in the results directory")
         variants = data["shapes"]["cifar"]["variants"]
     except (OSError, ValueError, KeyError) as e:
         raise ValueError(f"{path} is not a result of benchmarks/bench_methods.py with the cifar shape ({e}); "

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .config import RunConfig
-from .profiles import profile_config
+from .profiles import OVERRIDES, profile_config
 
 NOISY = ["BaseModel", "Fine-tuning", "Co-teach", "GLC", "L2RW", "INSW", "MWNet", "Soft-label", "Gen-label", "GDW"]
 LONG_TAIL = ["BaseModel", "Fine-tuning", "Focal", "Balanced", "L2RW", "INSW", "MWNet", "GDW"]
@@ -68,8 +68,6 @@ def setting_config(profile: str, dataset: str, kind: str, noise: str, level, met
 
 
 def _override_seeds(fields: dict):
-    from .profiles import OVERRIDES
-
     return OVERRIDES.get(fields.get("override"), {}).get("seeds")
 
 
@@ -157,7 +155,6 @@ def check_requirements(profile: str, datasets: list[str], device: str, data_dir:
 
     from .data.cifar import find_cifar
     from .data.fashion_mnist import load_fashion_mnist
-    from .profiles import OVERRIDES
 
     on_cpu = OVERRIDES.get(override, {}).get("runs_on_cpu", False)
     if profile == "paper" and not on_cpu and not (device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())):
@@ -194,11 +191,13 @@ def describe_runs(configs: list[RunConfig]) -> list[str]:
 
 
 def sweep_command(profile: str, override: str | None = None, data_dir: str | None = None,
-                  results_dir: str = "results") -> str:
-    """The command that makes the runs of ``profile``."""
-    return " ".join(["python -m gdwlib sweep", f"--profile {profile}"]
-                    + ([f"--override {override}"] if override else []) + ([f"--data-dir {data_dir}"] if data_dir else [])
-                    + ([f"--results-dir {results_dir}"] if results_dir != "results" else []))
+                  results_dir: str = "results", device: str = "auto", tables: str | None = None,
+                  methods: str | None = None) -> str:
+    """The ``gdwlib sweep`` command for the runs of ``profile`` (options at their defaults left out)."""
+    options = {"override": override, "tables": tables, "methods": methods, "data-dir": data_dir,
+               "results-dir": None if results_dir == "results" else results_dir,
+               "device": None if device == "auto" else device}
+    return " ".join([f"python -m gdwlib sweep --profile {profile}"] + [f"--{k} {v}" for k, v in options.items() if v])
 
 
 def missing_message(missing: list[RunConfig], profile: str, override: str | None = None,

@@ -197,18 +197,11 @@ def iteration_cost(results_dir: str, rounds: int = 3, iters: int = 2) -> dict:
     """GDW's and MW-Net's time per training iteration on ResNet-32 (CIFAR-shaped batches of 100),
     interleaved in one process by ``benchmarks/bench_methods.py``; measured once per results
     directory and cached there (``benchmark.json``)."""
-    import subprocess
-    import sys
     from pathlib import Path
 
-    path = Path(results_dir) / "benchmark.json"
-    if not path.exists():
-        script = Path(__file__).resolve().parent.parent / "benchmarks" / "bench_methods.py"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        subprocess.run([sys.executable, str(script), "--shapes", "cifar", "--methods", "BaseModel", "MWNet", "GDW",
-                        "--rounds", str(rounds), "--iters", str(iters), "--warmup", "1", "--no-memory",
-                        "--json", str(path)], check=True, capture_output=True)
-    data = json.loads(path.read_text())
+    from .cost import cached_benchmark
+
+    data, _ = cached_benchmark(Path(results_dir) / "benchmark.json", ["BaseModel", "MWNet", "GDW"], rounds, iters)
     variants = data["shapes"]["cifar"]["variants"]
     return {"ms": {k: v["ms_median"] for k, v in variants.items()},
             "gdw_over_mwnet": variants["GDW"]["ms_median"] / variants["MWNet"]["ms_median"],

@@ -9,7 +9,6 @@ others start from (Fine-tuning's BaseModel) come first.
 """
 from __future__ import annotations
 
-from collections import Counter
 from pathlib import Path
 from typing import Iterable
 
@@ -73,21 +72,14 @@ def slurm_ledger(results_dir: str):
     return (ledger.active(), ledger.last_job()) if ledger.exists() else ({}, {})
 
 
-def status(groups: dict[str, list[RunConfig]], results_dir: str) -> tuple[dict[str, Counter], list[tuple]]:
-    """The count of runs in each state per group (a table), and every run that is not done as
-    ``(group, state, config, log file or None)``."""
+def status(configs: Iterable[RunConfig], results_dir: str) -> dict[RunConfig, tuple[str, str | None]]:
+    """Each run's state (one of :data:`STATES`), with the log file of a failed one."""
     active, last_jobs = slurm_ledger(results_dir)
-    counts, open_runs, seen = {}, [], {}
-    for group, configs in groups.items():
-        counts[group] = Counter()
-        for c in _unique(configs):
-            if c not in seen:
-                seen[c] = state(c, active, last_jobs)
-            counts[group][seen[c]] += 1
-            if seen[c] != "done":
-                job = last_jobs.get(run_directory(c).name)
-                open_runs.append((group, seen[c], c, job["stderr"] if job and seen[c] == "failed" else None))
-    return counts, open_runs
+    out = {}
+    for c in _unique(configs):
+        s = state(c, active, last_jobs)
+        out[c] = (s, last_jobs[run_directory(c).name]["stderr"] if s == "failed" else None)
+    return out
 
 
 def to_start(configs: Iterable[RunConfig], results_dir: str) -> list[list[RunConfig]]:

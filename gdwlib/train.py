@@ -35,9 +35,7 @@ from .stats import WeightStats
 
 def resolve_device(name: str) -> torch.device:
     """'auto' means CUDA when present, else the CPU."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
+    device = torch.device(device_type(name) if name == "auto" else name)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {name!r} asked for, but CUDA is not available here; use --device cpu")
     return device

@@ -18,7 +18,7 @@ import torch
 from tqdm import tqdm
 
 from ..config import RunConfig
-from ..train import train_or_record
+from ..train import run_directory, train_or_record
 
 
 def check_devices(devices: list[str]) -> None:
@@ -87,9 +87,6 @@ class LocalBackend:
         self.progress = progress
         self.finished = 0
 
-    def active(self) -> dict[str, str]:
-        return {}   # this backend's runs are in flight only inside submit()
-
     def _slots(self, context):
         if not self.devices:
             return None
@@ -100,7 +97,7 @@ class LocalBackend:
         return slots
 
     def submit(self, waves: list[list[RunConfig]]) -> list[str]:
-        """Train every wave in turn; returns when all have finished (or diverged)."""
+        """Train every wave in turn; returns their run ids when all have finished (or diverged)."""
         total = sum(len(w) for w in waves)
         bar = tqdm(total=total, disable=not self.progress or not total, desc="runs", unit="run")
         self.finished = 0
@@ -130,4 +127,4 @@ class LocalBackend:
                 pool.shutdown()
         finally:
             bar.close()
-        return [c.method for w in waves for c in w]
+        return [run_directory(c).name for w in waves for c in w]

@@ -5,7 +5,7 @@ one GPU by default.
   run's callable is :class:`submitit.helpers.Checkpointable`) and resumes from the run's last
   epoch checkpoint, which the trainer writes anyway.
 - **Never twice.** Every submitted task is written to a ledger in the results directory
-  (``slurm/jobs.json``: job id, run id, log files); ``active()`` asks ``squeue`` which of them are
+  (``slurm/jobs.json``: job id, run id, log files); the ledger asks ``squeue`` which of them are
   still queued or running, and submissions hold a lock on the ledger, so two sweeps at once, or a
   sweep while jobs run, submit each run once.
 - **State from files.** Whether a run is done or diverged is read from its run directory, never
@@ -113,9 +113,6 @@ class SlurmBackend:
             parameters["array_parallelism"] = max_parallel
         self.parameters = parameters
         self.threads = threads or cpus
-
-    def active(self) -> dict[str, str]:
-        return self.ledger.active()
 
     @staticmethod
     def partitions() -> list[str]:
