@@ -14,7 +14,7 @@ OPTIONS := $(if $(OVERRIDE),--override $(OVERRIDE)) $(if $(DATA_DIR),--data-dir 
 PARAMS  := $(if $(OVERRIDE),-p override $(OVERRIDE)) $(if $(DATA_DIR),-p data_dir $(DATA_DIR)) $(if $(PRETRAINED),-p pretrained $(PRETRAINED)) -p results_dir $(RESULTS) -p device $(DEVICE)
 EXPERIMENTS := 10-table2-uniform-noise 11-table3-flip-noise 12-table4-long-tail 13-table5-clothing1m 14-figures 15-report
 
-.PHONY: book experiments test data env clean
+.PHONY: book experiments test data env clean gpu-check
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -45,6 +45,11 @@ book: experiments
 
 test: $(STAMP) data
 	$(BIN)/python -m pytest tests --nbval notebooks/0*.ipynb --nbval-sanitize-with notebooks/nbval-sanitize.cfg
+
+# The prepared GPU check (benchmarks/gpu_check.py, about 6 minutes): with the python that holds
+# PyTorch, no venv, so that it runs on a GPU machine as it is. Without CUDA it says so and exits 0.
+gpu-check:
+	PYTHONPATH=. $(PYTHON) benchmarks/gpu_check.py
 
 clean:
 	rm -rf _build book/experiments

@@ -3,17 +3,17 @@
 Every variant is built through the method registry (:func:`gdwlib.methods.get_method`) and timed
 on exactly what training runs per batch, ``method.train_step(batch, meta_iterator)`` (forward,
 meta-gradient, optimizer steps, weight statistics), on the same seeded inputs: random normal
-images with random labels, CIFAR-shaped (100, 3, 32, 32) and Fashion-MNIST-shaped (100, 1, 28, 28),
-ResNet-32, batch 100.
+images with random labels, CIFAR-shaped (100, 3, 32, 32; ``--shapes cifar100`` for 100 classes) and
+Fashion-MNIST-shaped (100, 1, 28, 28), ResNet-32, batch 100.
 
 Time: each variant is warmed up, then the variants are interleaved round-robin over ``--rounds``
 rounds of ``--iters`` iterations each (the order rotates every round), so that a change in the
 machine's load hits all variants alike; the median over rounds is reported.
 
-Memory: each variant runs in a fresh subprocess of this script; after one warm-up iteration the
-peak memory of one more iteration is measured over what was allocated before it. On the CPU
-that is the peak of the tensor allocations the PyTorch profiler records (cross-checked against
-the process's resident-set high-water mark); on CUDA, ``torch.cuda.max_memory_allocated``.
+Memory: the peak memory of one iteration over what was allocated before it. On the CPU each
+variant runs in a fresh subprocess, after one warm-up iteration, and the figure is the peak of
+the tensor allocations the PyTorch profiler records (cross-checked against the process's
+resident-set high-water mark); on CUDA it is ``torch.cuda.max_memory_allocated``, in this process.
 
     python benchmarks/bench_methods.py                      # the four default variants, both shapes
     python benchmarks/bench_methods.py --methods all        # every registered method as well
@@ -61,16 +61,20 @@ class Shape:
     image: tuple[int, int, int]
 
 
-SHAPES = {"cifar": Shape("cifar10", (3, 32, 32)), "fmnist": Shape("fashion-mnist", (1, 28, 28))}
-TRAIN_IMAGES = {"cifar10": 50_000, "fashion-mnist": 60_000}  # before the meta set is taken out
+SHAPES = {"cifar": Shape("cifar10", (3, 32, 32)), "cifar100": Shape("cifar100", (3, 32, 32)),
+          "fmnist": Shape("fashion-mnist", (1, 28, 28))}
+DEFAULT_SHAPES = ["cifar", "fmnist"]
+TRAIN_IMAGES = {"cifar10": 50_000, "cifar100": 50_000, "fashion-mnist": 60_000}  # before the meta set is taken out
 
 # Variants beyond the registered methods: name -> (registered method, config changes).
 # A registered method is a variant of its own name with no changes.
 EXTRA_VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "GDW-reference": ("GDW", {"meta_method": "reference"}),
+    "GDW-functional-jvp": ("GDW", {"meta_method": "functional-jvp"}),
 }
-LABELS = {"GDW": "GDW (fast path)", "GDW-reference": "GDW (reference path)"}
-DEFAULT_VARIANTS = ["BaseModel", "MWNet", "GDW", "GDW-reference"]
+LABELS = {"GDW": "GDW (fast path)", "GDW-reference": "GDW (reference path)",
+          "GDW-functional-jvp": "GDW (torch.func.jvp: a second forward)"}
+DEFAULT_VARIANTS = ["BaseModel", "MWNet", "GDW", "GDW-functional-jvp", "GDW-reference"]
 BASELINE = "BaseModel"
 INPUT_POOL = 4             # distinct training and meta batches, cycled
 
@@ -101,7 +105,7 @@ TARGETS = [
 ]
 EXTRA_RATIOS = [("MWNet", "BaseModel")]
 REFERENCE_POINTS = ("for scale, in plain iterations (ResNet-32, batch 100, this CPU, measured the same way): "
-                    "the public GDW code ~7, a functional double-backward step ~5.5, a JVP step ~4")
+                    "the public GDW code ~7, a functional double-backward step ~5.5, a torch.func.jvp step ~4")
 
 
 # --------------------------------------------------------------------------- variants and inputs
@@ -269,7 +273,7 @@ def build_runner(variant: str, shape: Shape, args, device: torch.device) -> Runn
         method = get_method(config.method)(config, data, device)
     if method.records_weights:
         # the stand-in labels are all clean, so the trainer would track the first instances
-        method.stats = WeightStats(len(data.train), config.num_classes, np.arange(config.track_instances))
+        method.stats = WeightStats(len(data.train), config.num_classes, np.arange(config.track_instances), device)
     settle_batchnorm(method, train)
     epoch = steady_epoch(method, config) if args.epoch is None else args.epoch
     lr = method.learning_rate(epoch) if hasattr(method, "learning_rate") else config.lr
@@ -318,7 +322,8 @@ CPU_MEMORY_METHOD = ("CPU: peak of the tensor allocations recorded by torch.prof
                      "high-water mark (reset via /proc/self/clear_refs) over the RSS before the iteration, with "
                      "glibc's mmap threshold pinned so freed tensors return to the OS")
 CUDA_MEMORY_METHOD = ("CUDA: torch.cuda.max_memory_allocated() during one iteration minus memory_allocated() "
-                      "before it; fresh subprocess per variant, after one warm-up iteration")
+                      "before it, after the timed iterations; in this process (the counters see live tensors only, "
+                      "so the other variants' cached blocks do not count)")
 
 
 def proc_status_mb(key: str) -> float | None:
@@ -537,15 +542,15 @@ def run_shape(name: str, variants: list[str], args, device: torch.device) -> dic
     memory = {}
     if not args.no_memory:
         for r in runners:
-            print(f"[{name}] memory of {r.name} (fresh process)", file=sys.stderr, flush=True)
-            memory[r.name] = measure_memory(args, r.name, name)
+            print(f"[{name}] memory of {r.name}", file=sys.stderr, flush=True)
+            memory[r.name] = cuda_step_memory(r.step, device) if device.type == "cuda" else measure_memory(args, r.name, name)
     return shape_summary(runners, memory, failures)
 
 
 def parse_args(argv: list[str] | None = None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--shapes", nargs="+", choices=list(SHAPES), default=list(SHAPES))
+    p.add_argument("--shapes", nargs="+", choices=list(SHAPES), default=DEFAULT_SHAPES)
     p.add_argument("--methods", nargs="+", default=DEFAULT_VARIANTS,
                    help=f"registered methods ({', '.join(METHODS)}), extra variants "
                         f"({', '.join(EXTRA_VARIANTS)}) or 'all'")

@@ -1,5 +1,17 @@
-"""Input checks shared by the math modules: bad input raises a ValueError naming the argument."""
+"""Input checks shared by the math modules: bad input raises a ValueError naming the argument.
+
+A check of tensor *values* (NaN, infinity, labels out of range) reads a number back from the
+device, and on a GPU every such read stalls the queue of work until it drains. Inside
+:func:`deferred_checks` the value checks are recorded on the device instead, and
+:meth:`DeferredChecks.raise_if_failed` reads them all at once (the trainer does so every few dozen
+iterations and at the end of each epoch), raising for the first one that failed with the
+iteration it failed in. Checks of shapes and types never touch the data and always raise at once.
+"""
 from __future__ import annotations
+
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Iterator
 
 import torch
 from torch import Tensor
@@ -8,6 +20,58 @@ from torch import Tensor
 class NumericalError(FloatingPointError, ValueError):
     """A tensor holds NaN or infinite values, or a formula would divide by zero. Inside training
     this means the run diverged; the trainer reports it with the epoch and iteration."""
+
+    def __init__(self, message: str, iteration: int | None = None):
+        super().__init__(message)
+        self.iteration = iteration   # set by deferred checks: the iteration (from 1) that failed
+
+
+class DeferredChecks:
+    """Value checks recorded on the device, read in one go (see the module docstring)."""
+
+    def __init__(self) -> None:
+        self.iteration = 0   # the caller's count, stored with each check
+        self._pending: list[tuple[int, str, type[Exception], Tensor]] = []
+
+    def record(self, bad: Tensor, message: str, error: type[Exception] = NumericalError) -> None:
+        self._pending.append((self.iteration, message, error, bad.reshape(())))
+
+    def raise_if_failed(self) -> None:
+        """Read every recorded check (one transfer from the device) and raise a
+        :class:`NumericalError` for the first that failed."""
+        if not self._pending:
+            return
+        pending, self._pending = self._pending, []
+        failed = torch.stack([bad for *_, bad in pending]).nonzero().flatten().tolist()
+        if failed:
+            iteration, message, error, _ = pending[failed[0]]
+            if error is NumericalError:
+                raise NumericalError(message, iteration)
+            raise error(f"{message} (in iteration {iteration})")
+
+
+_deferred: ContextVar[DeferredChecks | None] = ContextVar("deferred_checks", default=None)
+
+
+@contextmanager
+def deferred_checks() -> Iterator[DeferredChecks]:
+    """Record value checks made inside the block instead of raising at once."""
+    checks = DeferredChecks()
+    token = _deferred.set(checks)
+    try:
+        yield checks
+    finally:
+        _deferred.reset(token)
+
+
+def defer(bad: Tensor, message: str, error: type[Exception] = NumericalError) -> bool:
+    """Inside :func:`deferred_checks`, record the 0-dim boolean ``bad`` (to be raised as ``error``
+    with ``message``) and return True: the caller skips its own test. Outside, return False."""
+    checks = _deferred.get()
+    if checks is None:
+        return False
+    checks.record(bad, message, error)
+    return True
 
 
 def check_matrix(x: Tensor, name: str) -> None:
@@ -19,7 +83,7 @@ def check_matrix(x: Tensor, name: str) -> None:
     if not x.is_floating_point():
         raise ValueError(f"`{name}` must be a floating-point tensor, got {x.dtype}")
     bad = ~torch.isfinite(x)
-    if bad.any():
+    if not defer(bad.any(), f"`{name}` contains NaN or infinite values") and bad.any():
         rows = bad.any(dim=1).nonzero().flatten().tolist()[:5]
         raise NumericalError(f"`{name}` contains NaN or infinite values (rows {rows}...)")
 
@@ -41,7 +105,9 @@ def check_targets(targets: Tensor, n: int, num_classes: int, name: str = "target
         raise ValueError(f"`{name}` must have shape ({n},) to match the batch, got {tuple(targets.shape)}")
     if targets.is_floating_point() or targets.dtype == torch.bool:
         raise ValueError(f"`{name}` must hold integer class indices, got {targets.dtype}")
-    if n and (targets.min() < 0 or targets.max() >= num_classes):
+    if n and not defer((targets.min() < 0) | (targets.max() >= num_classes), f"`{name}` must lie in [0, {num_classes})",
+                     ValueError) \
+            and (targets.min() < 0 or targets.max() >= num_classes):
         raise ValueError(
             f"`{name}` must lie in [0, {num_classes}), got values in "
             f"[{int(targets.min())}, {int(targets.max())}]"
@@ -50,5 +116,6 @@ def check_targets(targets: Tensor, n: int, num_classes: int, name: str = "target
 
 def check_probabilities(p: Tensor, name: str = "p") -> None:
     check_matrix(p, name)
-    if (p < 0).any() or (p > 1).any():
+    if not defer(((p < 0) | (p > 1)).any(), f"`{name}` must hold probabilities in [0, 1]", ValueError) \
+            and ((p < 0).any() or (p > 1).any()):
         raise ValueError(f"`{name}` must hold probabilities in [0, 1]")

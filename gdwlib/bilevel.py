@@ -6,10 +6,12 @@ respect to whatever shaped ``G``. Because ``theta_hat`` is linear in ``G``,
 
     dL_meta / dG = -lr * (J v),   J = dlogits/dtheta (training batch),   v = grad L_meta(theta_hat),
 
-and ``J v`` is a Jacobian-vector product: one forward-mode pass (:func:`torch.func.jvp`), with
-no second-order graph. :func:`meta_gradient` computes it that way by default, and also by the
-classic double backward through a functional copy of the model (``method="reference"``), which
-is slower but obviously correct; the tests check that the two agree.
+and ``J v`` is a Jacobian-vector product, with no second-order graph. :func:`meta_gradient`
+computes it that way by default: read off the graph of the real forward of the training batch
+when the caller passes it (:func:`gdwlib.tangents.graph_jvp`, no forward recomputed), else by one
+forward-mode pass (:func:`torch.func.jvp`). It also computes it by the classic double backward
+through a functional copy of the model (``method="reference"``), which is slower but obviously
+correct; the tests check that the three agree.
 
 Any ``nn.Module`` works, BatchNorm in train mode included: each functional call gets its own
 copy of the buffers, so look-ahead forwards never touch the model's running statistics, which
@@ -26,11 +28,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call, jvp
 
-from ._checks import NumericalError, check_matrix, check_same_shape, check_targets
+from ._checks import NumericalError, check_matrix, check_same_shape, check_targets, defer
 from .constraint import zero_mean_constraint
 from .gradients import D1, f_omega, logit_backward
+from .tangents import graph_jvp
 
-MetaMethod = Literal["jvp", "reference"]
+MetaMethod = Literal["jvp", "functional-jvp", "reference"]
 StepRule = Literal["code", "paper"]
 
 
@@ -78,6 +81,7 @@ def meta_gradient(
     *,
     method: MetaMethod = "jvp",
     step_grads: Mapping[str, Tensor] | None = None,
+    logits: Tensor | None = None,
 ) -> MetaGradient:
     """``dL_meta(theta_hat)/dG`` for ``theta_hat = theta - lr * J^T G`` (Steps 1-2).
 
@@ -85,27 +89,33 @@ def meta_gradient(
     model's current parameters ``theta``; ``L_meta`` is the mean cross-entropy of the meta batch
     at ``theta_hat``. ``step_grads``, when given, is ``J^T G`` already computed by the caller
     from its own forward pass (the training loop reuses Step 1's forward), keyed by parameter
-    name; it is used by the ``"jvp"`` method only.
+    name; it is used by the forward-mode methods only. So is ``logits``: the caller's forward of
+    ``x`` at ``theta`` in the same mode, graph still held; ``J v`` is then read off that graph.
 
     ``method="jvp"``: one backward at ``theta_hat`` gives ``v``, one forward-mode pass gives
-    ``J v``. ``method="reference"``: ``theta_hat`` is built with ``create_graph=True`` and the
-    meta loss is differentiated through it (the double backward of MW-Net-style code).
+    ``J v`` (read off ``logits``' graph where it can be). ``"functional-jvp"`` always runs
+    :func:`torch.func.jvp`, a second forward with dual numbers, as before the graph path existed.
+    ``method="reference"``: ``theta_hat`` is built with ``create_graph=True`` and the meta loss is
+    differentiated through it (the double backward of MW-Net-style code).
     """
     check_matrix(G, "G")
     params = trainable_parameters(model)
-    if method == "jvp":
+    if method in ("jvp", "functional-jvp"):
+        leaves = dict(model.named_parameters())   # the tensors the caller's forward was made from
         if step_grads is None:
-            theta = {k: p.clone().requires_grad_() for k, p in params.items()}
-            logits = functional_logits(model, theta, x)
+            leaves = {k: p.clone().requires_grad_() for k, p in params.items()}
+            logits = functional_logits(model, leaves, x)
             check_same_shape(G, "G", logits, "logits of x")
-            step_grads = dict(zip(theta, logit_backward(logits, G, theta.values())))
+            step_grads = dict(zip(leaves, logit_backward(logits, G, leaves.values(), retain_graph=True)))
         theta_hat = {k: p.detach().requires_grad_() for k, p in lookahead(params, step_grads, lr).items()}
         meta_loss = F.cross_entropy(functional_logits(model, theta_hat, x_meta), y_meta)
         v = dict(zip(theta_hat, torch.autograd.grad(meta_loss, list(theta_hat.values()))))
-        with warnings.catch_warnings():
-            # torch's first forward-mode call scripts its decompositions and warns about it
-            warnings.filterwarnings("ignore", message=".*torch.jit.script.*deprecated")
-            _, jv = jvp(lambda p: functional_logits(model, p, x), (params,), (v,))
+        jv = None if logits is None or method != "jvp" else graph_jvp(logits, {leaves[k]: t for k, t in v.items()})
+        if jv is None:  # no forward given, or one with an operation graph_jvp has no rule for
+            with warnings.catch_warnings():
+                # torch's first forward-mode call scripts its decompositions and warns about it
+                warnings.filterwarnings("ignore", message=".*torch.jit.script.*deprecated")
+                _, jv = jvp(lambda p: functional_logits(model, p, x), (params,), (v,))
         return MetaGradient(grad_G=-lr * jv, meta_loss=meta_loss.detach())
     if method == "reference":
         G = G.detach().requires_grad_()
@@ -116,7 +126,8 @@ def meta_gradient(
         meta_loss = F.cross_entropy(functional_logits(model, lookahead(theta, grads, lr), x_meta), y_meta)
         (grad_G,) = torch.autograd.grad(meta_loss, G)
         return MetaGradient(grad_G=grad_G, meta_loss=meta_loss.detach())
-    raise ValueError(f"unknown `method` {method!r}: use 'jvp' (fast) or 'reference' (double backward)")
+    raise ValueError(f"unknown `method` {method!r}: use 'jvp' (fast), 'functional-jvp' (a second forward) "
+                     "or 'reference' (double backward)")
 
 
 def first_stage_weights(w: Tensor, num_classes: int) -> Tensor:
@@ -125,7 +136,8 @@ def first_stage_weights(w: Tensor, num_classes: int) -> Tensor:
         w = w[:, 0]
     if w.dim() != 1:
         raise ValueError(f"`w` must hold one weight per instance, shape (n,), got {tuple(w.shape)}")
-    if not torch.isfinite(w).all():
+    bad = ~torch.isfinite(w).all()
+    if not defer(bad, "`w` contains NaN or infinite weights") and bad:
         raise NumericalError("`w` contains NaN or infinite weights")
     return w[:, None].expand(-1, num_classes)
 
@@ -152,12 +164,13 @@ def code_step(
 
     ``omega' = clamp(omega - clamp(outer_lr * g / sum|g|, -clip, clip), *bounds)``, where the sum
     runs over the whole ``(n, C)`` batch. The mean step per entry is ``outer_lr / (n C)``. Where
-    ``g`` is all zero the weights are left unchanged (the public code would divide by zero).
+    ``g`` is all zero the weights are left unchanged (the public code would divide by zero): the
+    sum is then replaced by 1, decided on the device, without reading it back.
     """
     check_same_shape(g, "g", omega, "omega")
     total = g.abs().sum()
-    update = torch.zeros_like(g) if total == 0 else (outer_lr * g / total).clamp(-clip, clip)
-    return (omega - update).clamp(*bounds)
+    total = torch.where(total == 0, torch.ones_like(total), total)
+    return (omega - (outer_lr * g / total).clamp(-clip, clip)).clamp(*bounds)
 
 
 def meta_backward(
@@ -181,11 +194,12 @@ def meta_backward(
     hold ``dL_meta/dparameter``. ``meta_optimizer``, if given, is zeroed before and stepped after.
     """
     step_grads = None
-    if method == "jvp":  # the reference path builds its own virtual step, with create_graph
+    if method != "reference":  # the reference path builds its own virtual step, with create_graph
         named = [(k, p) for k, p in model.named_parameters() if p.requires_grad]
         grads = logit_backward(logits, G.detach(), [p for _, p in named], retain_graph=True)
         step_grads = dict(zip([k for k, _ in named], grads))
-    mg = meta_gradient(model, x, G.detach(), x_meta, y_meta, lr, method=method, step_grads=step_grads)
+    mg = meta_gradient(model, x, G.detach(), x_meta, y_meta, lr, method=method, step_grads=step_grads,
+                       logits=logits)
     if meta_optimizer is not None:
         meta_optimizer.zero_grad()
     if G.requires_grad:
@@ -205,7 +219,7 @@ class MetaStep:
     w: Tensor               # instance weights the weighting network gave before its update
     omega: Tensor           # first-stage class-level weights (Eq. 9; with the Step-1 constraint)
     grad_G: Tensor          # dL_meta/dG
-    meta_loss: float
+    meta_loss: Tensor       # 0-dim, on the device (reading it would stall a GPU)
 
 
 def weighted_meta_step(
@@ -244,7 +258,7 @@ def weighted_meta_step(
     G = f_omega(omega, d1) / n
     mg = meta_backward(model, logits, x, G, x_meta, y_meta, lr, vnet_optimizer, method=method)
     return MetaStep(logits=logits, d1=d1, losses=losses, w=w.detach(), omega=omega.detach(), grad_G=mg.grad_G,
-                    meta_loss=float(mg.meta_loss))
+                    meta_loss=mg.meta_loss)
 
 
 @dataclass(kw_only=True)

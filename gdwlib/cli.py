@@ -112,7 +112,9 @@ def parser() -> argparse.ArgumentParser:
     local = sw.add_argument_group("local backend")
     local.add_argument("--workers", type=int, default=2, help="runs trained side by side on the CPU (default 2)")
     local.add_argument("--devices", help="spread the runs over these GPUs, e.g. cuda:0,cuda:1")
-    local.add_argument("--runs-per-device", type=int, default=1, help="runs sharing each GPU of --devices (default 1)")
+    local.add_argument("--runs-per-device", type=int, default=None,
+                       help="runs sharing each GPU of --devices (default: the best of the latest GPU check, "
+                            "benchmarks/measured/gpu-check.json; 1 where none was measured)")
     slurm = sw.add_argument_group("slurm backend (one array task per run)")
     slurm.add_argument("--partition")
     slurm.add_argument("--time", default="12:00:00", help="time limit per run (default 12:00:00); a run that "
@@ -190,15 +192,20 @@ def _sweep(args: argparse.Namespace) -> int:
                   + f"; follow them with: {follow} --status")
             return 0
         devices = [d.strip() for d in args.devices.split(",") if d.strip()] if args.devices else None
+        runs_per_device = args.runs_per_device
         if devices:
             from .backends.local import check_devices
+            from .cost import measured_runs_per_gpu
 
             check_devices(devices)
+            if runs_per_device is None:
+                runs_per_device, why = measured_runs_per_gpu()
+                print(f"{runs_per_device} run(s) per GPU: {why} (--runs-per-device to choose)", file=sys.stderr)
         check_requirements(args.profile, sorted({c.dataset for c in configs}),
                            "cuda" if devices and "cpu" not in devices else args.device, args.data_dir, args.override)
         check_writable(args.results_dir)
         results = sweep.run_all(configs, workers=args.workers, threads=args.threads, devices=devices,
-                                runs_per_device=args.runs_per_device)
+                                runs_per_device=runs_per_device or 1)
     except USER_ERRORS as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -59,7 +59,7 @@ class RunConfig:
     clip: float = 0.2
     clamp_max: float | None = 0.999       # the public code's clamp of p; None = plain p - y
     constraint: bool = True               # zero-mean constraint (False: Section 4.1's ablation)
-    meta_method: str = "jvp"              # jvp | reference
+    meta_method: str = "jvp"              # jvp | functional-jvp | reference (gdwlib.bilevel.meta_gradient)
     options: tuple[tuple[str, Any], ...] = ()   # method-specific named options, see methods/
     final_epochs: int = 5                 # final accuracy = mean test accuracy of the last epochs
     track_instances: int = 16             # noisy/clean instances whose weights are recorded (Figure 4)
@@ -160,8 +160,8 @@ def validate(c: RunConfig) -> None:
         raise ValueError(f"step_rule must be 'code' or 'paper', got {c.step_rule!r}")
     if c.step_rule == "paper" and c.omega_lr is None:
         raise ValueError("step_rule='paper' needs omega_lr (eta_omega of Eq. 11)")
-    if c.meta_method not in ("jvp", "reference"):
-        raise ValueError(f"meta_method must be 'jvp' or 'reference', got {c.meta_method!r}")
+    if c.meta_method not in ("jvp", "functional-jvp", "reference"):
+        raise ValueError(f"meta_method must be 'jvp', 'functional-jvp' or 'reference', got {c.meta_method!r}")
     if c.schedule not in ("cosine", "constant"):
         raise ValueError(f"schedule must be 'cosine' or 'constant', got {c.schedule!r}")
     if c.device not in ("auto", "cpu", "cuda") and not c.device.startswith("cuda:"):

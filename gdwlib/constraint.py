@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ._checks import NumericalError, check_same_shape, check_targets
+from ._checks import NumericalError, check_same_shape, check_targets, defer
 
 
 def target_weight(omega: Tensor, d1: Tensor, targets: Tensor) -> Tensor:
@@ -40,13 +40,10 @@ def target_weight(omega: Tensor, d1: Tensor, targets: Tensor) -> Tensor:
     y = F.one_hot(targets.long(), C).to(d1.dtype)
     denominator = -(d1 * y).sum(dim=1)  # 1 - p_t
     bad = denominator <= 0
-    if bad.any():
-        rows = bad.nonzero().flatten().tolist()[:5]
-        raise NumericalError(
-            f"`d1` has p_t == 1 in rows {rows}: Eq. 4 divides by 1 - p_t, which is 0 there. "
-            "The softmax has saturated; pass D1(logits, targets, clamp_max=0.999), the public "
-            "code's clamp, or compute the logits in float64"
-        )
+    why = ("Eq. 4 divides by 1 - p_t, which is 0 there. The softmax has saturated; pass "
+           "D1(logits, targets, clamp_max=0.999), the public code's clamp, or compute the logits in float64")
+    if not defer(bad.any(), f"`d1` has p_t == 1 in some row: {why}") and bad.any():
+        raise NumericalError(f"`d1` has p_t == 1 in rows {bad.nonzero().flatten().tolist()[:5]}: {why}")
     return (omega * d1 * (1 - y)).sum(dim=1) / denominator
 
 

@@ -92,6 +92,22 @@ def benchmark_costs(results_dir: str, device: str, source: str | None = None) ->
             data["machine"].get("type", "?"))
 
 
+GPU_CHECK = Path(__file__).resolve().parent.parent / "benchmarks" / "measured" / "gpu-check.json"
+
+
+def measured_runs_per_gpu(path: str | Path = GPU_CHECK) -> tuple[int, str]:
+    """How many runs should share one GPU, by the latest ``benchmarks/gpu_check.py`` (the count
+    with the highest summed throughput), and why."""
+    try:
+        result = json.loads(Path(path).read_text())
+        best, m = result["projection"]["best_runs_per_gpu"], result["machine"]
+        return int(best), f"the highest throughput in the GPU check of {m['name']}, {m['date']} ({path})"
+    except FileNotFoundError:
+        return 1, "no GPU check measured yet (make gpu-check)"
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        return 1, f"{path} cannot be read ({type(e).__name__}: {e})"
+
+
 def run_costs(results: list[dict]) -> dict[tuple[str, str], float]:
     """Seconds per training iteration of each (method, network) over finished runs."""
     sums: dict[tuple[str, str], list[float]] = {}

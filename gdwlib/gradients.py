@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ._checks import NumericalError, check_matrix, check_probabilities, check_same_shape, check_targets
+from ._checks import NumericalError, check_matrix, check_probabilities, check_same_shape, check_targets, defer
 
 
 def D1(logits: Tensor, targets: Tensor, *, clamp_max: float | None = None) -> Tensor:
@@ -89,7 +89,8 @@ def weighted_probability(omega: Tensor, p: Tensor) -> Tensor:
     check_probabilities(p)
     check_same_shape(omega, "omega", p, "p")
     z = (omega * p).sum(dim=1, keepdim=True)
-    if (z <= 0).any():
+    if not defer((z <= 0).any(), "`omega` gives sum_k omega_k p_k <= 0 in some row: p' is undefined there") \
+            and (z <= 0).any():
         rows = (z.flatten() <= 0).nonzero().flatten().tolist()[:5]
         raise NumericalError(
             f"`omega` gives sum_k omega_k p_k <= 0 in rows {rows}: p' is defined only for "

@@ -9,6 +9,7 @@ from __future__ import annotations
 import html
 import json
 from importlib import resources
+from pathlib import Path
 from typing import Iterable
 
 import numpy as np
@@ -197,8 +198,6 @@ def iteration_cost(results_dir: str, rounds: int = 3, iters: int = 2) -> dict:
     """GDW's and MW-Net's time per training iteration on ResNet-32 (CIFAR-shaped batches of 100),
     interleaved in one process by ``benchmarks/bench_methods.py``; measured once per results
     directory and cached there (``benchmark.json``)."""
-    from pathlib import Path
-
     from .cost import cached_benchmark
 
     data, _ = cached_benchmark(Path(results_dir) / "benchmark.json", ["BaseModel", "MWNet", "GDW"], rounds, iters)
@@ -206,6 +205,24 @@ def iteration_cost(results_dir: str, rounds: int = 3, iters: int = 2) -> dict:
     return {"ms": {k: v["ms_median"] for k, v in variants.items()},
             "gdw_over_mwnet": variants["GDW"]["ms_median"] / variants["MWNet"]["ms_median"],
             "machine": data["machine"]}
+
+
+def gpu_check_summary(path: str | Path | None = None) -> str:
+    """The latest ``benchmarks/gpu_check.py`` result as Markdown, labelled with its device and date,
+    or a plain statement that no GPU has been measured."""
+    from .cost import GPU_CHECK
+
+    path = Path(path or GPU_CHECK)
+    if not path.exists():
+        return ("**No GPU has been measured yet.** Every time in this book comes from a CPU. "
+                "`make gpu-check` on a machine with CUDA (about 6 minutes) writes `benchmarks/measured/gpu-check.json`; "
+                "the next build of the book shows it here.")
+    result = json.loads(path.read_text())
+    m = result["machine"]
+    body = path.with_suffix(".md").read_text().split("\n", 1)[1] if path.with_suffix(".md").exists() else ""
+    return (f"**Measured on {m['name']} ({m['type']}), {m['date']}**, torch {m['torch']}, "
+            f"gdwlib {m['gdwlib']} ({m['commit']}), by `benchmarks/gpu_check.py`:\n" + body.replace("\n# ", "\n### ")
+            .replace("\n## ", "\n#### "))
 
 
 def _gap(runs: pd.DataFrame, a: str, b: str, column: str) -> tuple[float, float, bool]:

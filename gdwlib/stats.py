@@ -25,19 +25,29 @@ CATEGORIES = ("nontarget_clean", "truetarget_noisy", "nontarget_noisy", "penulti
 
 
 class WeightStats:
-    """Per-epoch weight statistics of one run (see the module docstring)."""
+    """Per-epoch weight statistics of one run (see the module docstring).
 
-    def __init__(self, num_train: int, num_classes: int, tracked: np.ndarray):
+    Everything an iteration records stays on ``device``; :meth:`end_epoch` reads the epoch's
+    counts and weights back in one go, so that recording never stalls a GPU.
+    """
+
+    def __init__(self, num_train: int, num_classes: int, tracked: np.ndarray, device: torch.device | str = "cpu"):
         self.num_train, self.num_classes = num_train, num_classes
         self.tracked = np.asarray(tracked, dtype=np.int64)
+        self.device = torch.device(device)
+        # slot[i]: the row of tracked instance i in the epoch's rows, len(tracked) (a spare row) for the rest
+        self._slot = torch.full((num_train,), len(self.tracked), dtype=torch.long)
+        self._slot[torch.from_numpy(self.tracked)] = torch.arange(len(self.tracked))
+        self._slot = self._slot.to(self.device)
         self.epochs: list[dict] = []
 
     def start_epoch(self, epoch: int) -> None:
         self._epoch = epoch
-        self._counts = {k: [0, 0] for k in CATEGORIES}  # [increased, total]
-        self._target = np.full(self.num_train, np.nan, dtype=np.float32)
-        self._instance = np.full(self.num_train, np.nan, dtype=np.float32)
-        self._rows = np.full((len(self.tracked), 2, self.num_classes), np.nan, dtype=np.float32)
+        self._counts = torch.zeros(len(CATEGORIES), 2, dtype=torch.long, device=self.device)  # [increased, total]
+        nan = {"fill_value": float("nan"), "dtype": torch.float32, "device": self.device}
+        self._target = torch.full((self.num_train,), **nan)
+        self._instance = torch.full((self.num_train,), **nan)
+        self._rows = torch.full((len(self.tracked) + 1, 2, self.num_classes), **nan)
 
     @torch.no_grad()
     def record(self, labels: Tensor, true_labels: Tensor, index: Tensor, w: Tensor, omega: Tensor,
@@ -51,31 +61,25 @@ class WeightStats:
         is_label = F.one_hot(labels, C).bool()
         is_true = F.one_hot(true_labels.clamp(min=0), C).bool() & known[:, None]
         increased = omega_prime > omega
-        masks = {
-            "nontarget_clean": clean[:, None] & ~is_label,
-            "truetarget_noisy": noisy[:, None] & is_true,
-            "nontarget_noisy": noisy[:, None] & ~is_label & ~is_true,
-            "penultimate_on_last": (labels == C - 1)[:, None] & F.one_hot(torch.full_like(labels, C - 2), C).bool(),
-        }
-        for key, mask in masks.items():
-            self._counts[key][0] += int((increased & mask).sum())
-            self._counts[key][1] += int(mask.sum())
-        idx = index.cpu().numpy()
-        self._target[idx] = omega_prime.gather(1, labels[:, None]).squeeze(1).float().cpu().numpy()
-        self._instance[idx] = w.float().cpu().numpy()
-        hit = np.isin(idx, self.tracked)
-        if hit.any():
-            where = {int(t): k for k, t in enumerate(self.tracked)}
-            for pos in np.flatnonzero(hit):
-                k = where[int(idx[pos])]
-                self._rows[k, 0] = omega[pos].float().cpu().numpy()
-                self._rows[k, 1] = omega_prime[pos].float().cpu().numpy()
+        masks = torch.stack([
+            clean[:, None] & ~is_label,                                    # nontarget_clean
+            noisy[:, None] & is_true,                                      # truetarget_noisy
+            noisy[:, None] & ~is_label & ~is_true,                         # nontarget_noisy
+            (labels == C - 1)[:, None] & F.one_hot(torch.full_like(labels, C - 2), C).bool(),  # penultimate_on_last
+        ])
+        self._counts += torch.stack([(increased & masks).sum((1, 2)), masks.sum((1, 2))], dim=1)
+        self._target[index] = omega_prime.gather(1, labels[:, None]).squeeze(1).float()
+        self._instance[index] = w.float()
+        # each instance appears once in a batch, so only the spare row is written twice
+        self._rows[self._slot[index]] = torch.stack([omega, omega_prime], dim=1).float()
 
     def end_epoch(self) -> dict:
         """The epoch's ratios of increased weights (NaN where a category was empty)."""
-        ratios = {k: (inc / tot if tot else float("nan")) for k, (inc, tot) in self._counts.items()}
-        self.epochs.append({"epoch": self._epoch, "ratios": ratios, "counts": {k: list(v) for k, v in self._counts.items()},
-                            "target": self._target, "instance": self._instance, "rows": self._rows})
+        counts = dict(zip(CATEGORIES, self._counts.tolist()))
+        ratios = {k: (inc / tot if tot else float("nan")) for k, (inc, tot) in counts.items()}
+        self.epochs.append({"epoch": self._epoch, "ratios": ratios, "counts": counts,
+                            "target": self._target.cpu().numpy(), "instance": self._instance.cpu().numpy(),
+                            "rows": self._rows[:-1].cpu().numpy()})
         return ratios
 
     def summary(self) -> list[dict]:

@@ -16,14 +16,14 @@ import os
 import sys
 import time
 import warnings
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from ._checks import NumericalError
+from ._checks import NumericalError, deferred_checks
 from .config import RunConfig, identity, run_id
 from .data.batches import stream_seed
 from .data.build import build_data
@@ -120,11 +120,11 @@ def move_aside(path: Path, why: str) -> Path:
 def evaluate(model: torch.nn.Module, batches) -> float:
     """Accuracy (%) of ``model`` in eval mode over ``batches``."""
     model.eval()
-    correct = total = 0
+    correct, total = 0, 0
     for b in batches:
-        correct += int((model(b.x).argmax(1) == b.y).sum())
+        correct = correct + (model(b.x).argmax(1) == b.y).sum()   # summed on the device, read once
         total += len(b)
-    return 100.0 * correct / total
+    return 100.0 * int(correct) / total
 
 
 def tracked_instances(labels, true_labels, count: int) -> np.ndarray:
@@ -209,6 +209,32 @@ def _say(message: str) -> None:
     tqdm.write(message, file=sys.stderr)
 
 
+CHECK_EVERY = 50   # iterations between reads of the deferred value checks; None checks (and syncs) every step
+
+
+def _train_epoch(method, epoch: int, meta, config: RunConfig, bar) -> np.ndarray:
+    """One epoch of ``method.train_step``, with nothing read back from the device inside an
+    iteration: the value checks are deferred and read every ``CHECK_EVERY`` iterations and at the
+    end, the losses once at the end. A failed check raises :class:`NumericalError` with the
+    iteration (from 1) it failed in."""
+    losses, i = [], 0
+    with deferred_checks() if CHECK_EVERY else nullcontext() as checks:
+        try:
+            for i, batch in enumerate(itertools.islice(method.batches(epoch), config.iterations_per_epoch), start=1):
+                if checks is not None:
+                    checks.iteration = i
+                losses.append(method.train_step(batch, meta))
+                if checks is not None and i % CHECK_EVERY == 0:
+                    checks.raise_if_failed()
+                bar.update(1)
+            if checks is not None:
+                checks.raise_if_failed()
+        except NumericalError as e:
+            e.iteration = e.iteration or i
+            raise
+    return torch.stack(losses).double().cpu().numpy()
+
+
 def run(config: RunConfig, *, progress: bool = True) -> dict:
     """Train ``config`` (or resume it, or read back its finished result) and return the result.
 
@@ -250,7 +276,7 @@ def _run(config: RunConfig, device: torch.device, directory: Path, progress: boo
         method.start_from(required)
         if method.records_weights:
             tracked = tracked_instances(data.train.labels, data.train.true_labels, config.track_instances)
-            method.stats = WeightStats(len(data.train), data.num_classes, tracked)
+            method.stats = WeightStats(len(data.train), data.num_classes, tracked, device)
         return method
 
     method = fresh()
@@ -285,17 +311,14 @@ def _run(config: RunConfig, device: torch.device, directory: Path, progress: boo
             if stats is not None:
                 stats.start_epoch(epoch)
             meta = data.meta_batches(epoch) if method.uses_meta else None
-            losses = []
-            for i, batch in enumerate(itertools.islice(method.batches(epoch), config.iterations_per_epoch)):
-                try:
-                    losses.append(method.train_step(batch, meta))
-                except NumericalError as e:
-                    kept = f"the checkpoint after epoch {len(history)} is kept at {ckpt_path}" if ckpt_path.exists() \
-                        else "no checkpoint was written yet"
-                    raise NonFiniteLossError(
-                        f"{config.method}: {e} at epoch {epoch + 1}, iteration {i + 1}; {kept}. "
-                        "Lower the learning rate (--set lr=...) or check the data.") from e
-                bar.update(1)
+            try:
+                losses = _train_epoch(method, epoch, meta, config, bar)
+            except NumericalError as e:
+                kept = f"the checkpoint after epoch {len(history)} is kept at {ckpt_path}" if ckpt_path.exists() \
+                    else "no checkpoint was written yet"
+                raise NonFiniteLossError(
+                    f"{config.method}: {e} at epoch {epoch + 1}, iteration {e.iteration}; {kept}. "
+                    "Lower the learning rate (--set lr=...) or check the data.") from e
             method.end_epoch(epoch)
             accuracy = evaluate(method.eval_model(), data.test_batches())
             entry = {"epoch": epoch + 1, "lr": lr, "train_loss": float(np.mean(losses)), "test_accuracy": accuracy,

@@ -40,7 +40,7 @@ def test_fast_and_reference_meta_gradients_agree(convnet, batches):
     assert fast.meta_loss.item() == pytest.approx(ref.meta_loss.item(), rel=1e-12)
 
 
-@pytest.mark.parametrize("method", ["jvp", "reference"])
+@pytest.mark.parametrize("method", ["jvp", "functional-jvp", "reference"])
 def test_meta_gradient_matches_central_finite_differences(convnet, batches, method):
     x, _, x_meta, y_meta = batches
     G = 0.2 * torch.randn(6, 5)

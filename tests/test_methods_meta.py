@@ -55,7 +55,7 @@ def method_and_batches(tmp_path, name, **fields):
 
 # ----- L2RW ----------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("meta_method", ["jvp", "reference"])
+@pytest.mark.parametrize("meta_method", ["jvp", "functional-jvp", "reference"])
 def test_l2rw_weights_are_clipped_normalised_gradient_inner_products(convnet, batches, meta_method):
     """w_i = max(<grad l_i, grad L_meta>, 0) / sum_j max(...), by brute force (BatchNorm net, float64)."""
     x, y, x_meta, y_meta = batches
@@ -88,7 +88,7 @@ def test_l2rw_one_iteration_matches_a_brute_force_reference(tmp_path):
         torch.testing.assert_close(got, exp, rtol=1e-4, atol=1e-6)
 
 
-@pytest.mark.parametrize("meta_method", ["jvp", "reference"])
+@pytest.mark.parametrize("meta_method", ["jvp", "functional-jvp", "reference"])
 def test_l2rw_zero_meta_gradient_gives_zero_weights_and_a_weight_decay_only_step(tmp_path, meta_method):
     """A bias-free linear model and an all-zero meta batch: grad L_meta = 0 exactly, every weight
     is 0 (no NaN) and the step only applies weight decay: theta <- theta (1 - lr wd)."""
@@ -118,7 +118,7 @@ def meta_loss_after_lookahead(model, x, y, phi, x_meta, y_meta, lr):
     return F.cross_entropy(m(x_meta), y_meta)
 
 
-@pytest.mark.parametrize("meta_method", ["jvp", "reference"])
+@pytest.mark.parametrize("meta_method", ["jvp", "functional-jvp", "reference"])
 def test_insw_meta_gradient_matches_central_finite_differences(convnet, batches, meta_method):
     x, y, x_meta, y_meta = batches
     phi = torch.rand(len(y)) + 0.5

@@ -93,6 +93,22 @@ def test_two_processes_with_the_same_config_train_it_once(tmp_path):
     assert sorted(p.name for p in directory.iterdir()) == [".lock", "model.pt", "result.json", "weights.npz"]
 
 
+@pytest.mark.parametrize("method", ["GDW", "Co-teach", "L2RW", "Gen-label"])
+def test_deferred_checks_leave_the_numbers_unchanged(tmp_path, monkeypatch, method):
+    """Checking every value at once (a device read per check) and deferring the checks (one read
+    every CHECK_EVERY iterations) train the same run bit for bit: history, model and weights."""
+    deferred = run(smoke(tmp_path / "a", method=method), progress=False)
+    monkeypatch.setattr(train_module, "CHECK_EVERY", None)
+    at_once = run(smoke(tmp_path / "b", method=method), progress=False)
+    strip = lambda r: [{k: v for k, v in h.items() if k != "seconds"} for h in r["history"]]  # noqa: E731
+    assert strip(deferred) == strip(at_once)
+    a, b = (torch.load(tmp_path / d / "runs" / r["run_id"] / "model.pt") for d, r in (("a", deferred), ("b", at_once)))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    if "weights" in deferred["files"]:
+        wa, wb = (np.load(tmp_path / d / "runs" / r["run_id"] / "weights.npz") for d, r in (("a", deferred), ("b", at_once)))
+        assert all(np.array_equal(wa[k], wb[k], equal_nan=True) for k in wa.files)
+
+
 def test_same_seed_same_numbers_different_seed_different_numbers(tmp_path):
     a = run(smoke(tmp_path / "a", method="MWNet"), progress=False)
     b = run(smoke(tmp_path / "b", method="MWNet"), progress=False)
@@ -123,7 +139,9 @@ def test_final_accuracy_is_the_mean_of_the_last_final_epochs(tmp_path):
     assert sum(accuracies[2:]) / 5 != pytest.approx(sum(accuracies) / 7, rel=1e-6)  # the test can tell them apart
 
 
-def test_nan_loss_stops_the_run_and_keeps_the_last_checkpoint(tmp_path, monkeypatch):
+@pytest.mark.parametrize("check_every", [50, 2, None])   # deferred, read at the epoch's end or every 2; at once
+def test_nan_loss_stops_the_run_and_keeps_the_last_checkpoint(tmp_path, monkeypatch, check_every):
+    monkeypatch.setattr(train_module, "CHECK_EVERY", check_every)
     config = smoke(tmp_path, method="BaseModel", epochs=3)
     real_step = METHODS["BaseModel"].train_step
     seen = {"n": 0}
@@ -135,7 +153,8 @@ def test_nan_loss_stops_the_run_and_keeps_the_last_checkpoint(tmp_path, monkeypa
         return real_step(self, batch, meta)
 
     monkeypatch.setattr(METHODS["BaseModel"], "train_step", poisoned)
-    with pytest.raises(NonFiniteLossError, match=r"NaN at epoch 2, iteration 3; the checkpoint after epoch 1"):
+    with pytest.raises(NonFiniteLossError,
+                       match=r"loss is NaN( or infinite)? at epoch 2, iteration 3; the checkpoint after epoch 1"):
         run(config, progress=False)
     directory = train_module.run_directory(config)
     assert torch.load(directory / "checkpoint.pt", weights_only=True)["epoch"] == 1

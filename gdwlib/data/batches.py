@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .augment import normalize, random_crop_flip
+from .augment import normalize, random_crop_flip, to_device
 
 
 def stream_seed(seed: int, epoch: int, stream: str) -> int:
@@ -70,7 +70,7 @@ def epoch_batches(split: Split, batch_size: int, pipeline: Pipeline, seed: int, 
     """One shuffled pass over ``split`` (the last batch may be smaller)."""
     order_gen = generator(seed, epoch, stream + "/order")
     aug_gen = generator(seed, epoch, stream + "/augment") if augment else None
-    order = torch.randperm(len(split), generator=order_gen).to(split.labels.device)
+    order = to_device(torch.randperm(len(split), generator=order_gen), split.labels.device)
     for start in range(0, len(split), batch_size):
         idx = order[start:start + batch_size]
         yield Batch(pipeline(split.images[idx], aug_gen), split.labels[idx], split.true_labels[idx], idx)

@@ -28,6 +28,7 @@ import torch
 from torch.utils.data import DataLoader, RandomSampler
 
 from ..config import RunConfig
+from .augment import to_device
 from .batches import Batch, Pipeline, Split, endless_batches, epoch_batches, generator, ordered_batches, stream_seed
 from .cifar import find_cifar, load_cifar
 from .clothing1m import NUM_CLASSES as CLOTHING_CLASSES
@@ -195,7 +196,7 @@ class Clothing1MData:
     def _batches(self, loader, true: torch.Tensor | None) -> Iterator[Batch]:
         for x, y, idx in loader:
             y_true = true[idx] if true is not None else y
-            yield Batch(x.to(self.device), y.to(self.device), y_true.to(self.device), idx.to(self.device))
+            yield Batch(*(to_device(t, self.device) for t in (x, y, y_true, idx)))
 
     def train_batches(self, epoch: int) -> Iterator[Batch]:
         c = self.config

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .._checks import NumericalError
+from .._checks import NumericalError, defer
 from ..config import RunConfig
 from ..data.batches import Batch
 from ..gradients import D1
@@ -30,7 +30,9 @@ class NonFiniteLossError(NumericalError):
 
 
 def check_finite(value: Tensor, what: str = "loss") -> None:
-    if not torch.isfinite(value).all():
+    """``value`` holds no NaN or infinity (deferred inside :func:`gdwlib._checks.deferred_checks`)."""
+    bad = ~torch.isfinite(value).all()
+    if not defer(bad, f"the {what} is NaN or infinite") and bad:
         raise NonFiniteLossError(f"the {what} is {'NaN' if torch.isnan(value).any() else 'infinite'}")
 
 
@@ -133,8 +135,9 @@ class Method:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
 
-    def train_step(self, batch: Batch, meta: Iterator[Batch] | None) -> float:
-        """One update from one training batch; returns the batch's (unweighted) training loss."""
+    def train_step(self, batch: Batch, meta: Iterator[Batch] | None) -> Tensor:
+        """One update from one training batch; returns the batch's (unweighted) training loss as
+        a 0-dim tensor, left on the device (the trainer reads the epoch's losses at its end)."""
         raise NotImplementedError
 
     def forward(self, batch: Batch) -> tuple[Tensor, Tensor]:
@@ -175,10 +178,10 @@ class LogitGradientMethod(Method):
         """The ``(n, C)`` matrix ``dLoss/dlogits`` of the batch (already divided by n)."""
         raise NotImplementedError
 
-    def train_step(self, batch: Batch, meta: Iterator[Batch] | None) -> float:
+    def train_step(self, batch: Batch, meta: Iterator[Batch] | None) -> Tensor:
         logits, loss = self.forward(batch)
         step_through_logits(self.optimizer, logits, self.logit_gradient(logits.detach(), batch))
-        return loss.item()
+        return loss
 
 
 class BaseModel(LogitGradientMethod):

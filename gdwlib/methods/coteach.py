@@ -44,7 +44,7 @@ def small_loss_mask(losses: Tensor, k: int) -> Tensor:
 def selected_logit_gradient(logits: Tensor, targets: Tensor, selected: Tensor) -> Tensor:
     """``G_i = (p_i - y_i) / k`` on the ``k`` selected instances, 0 on the others: the gradient of
     the mean cross-entropy over the selected set (no instance selected: no gradient)."""
-    k = max(int(selected.sum()), 1)
+    k = selected.sum().clamp(min=1)   # kept on the device
     return selected[:, None] * D1(logits, targets) / k
 
 
@@ -121,7 +121,7 @@ class CoTeaching(Method):
             group["lr"] = lr
         self.rate = forget_rate(epoch, self.tau, self.num_gradual)
 
-    def train_step(self, batch: Batch, meta: Iterator[Batch] | None) -> float:
+    def train_step(self, batch: Batch, meta: Iterator[Batch] | None) -> Tensor:
         self.model.train()
         self.model2.train()
         logits1, logits2 = self.model(batch.x), self.model2(batch.x)
@@ -133,4 +133,4 @@ class CoTeaching(Method):
         kept1, kept2 = small_loss_mask(losses1, k), small_loss_mask(losses2, k)
         step_through_logits(self.optimizer, logits1, selected_logit_gradient(logits1.detach(), batch.y, kept2))
         step_through_logits(self.optimizer2, logits2, selected_logit_gradient(logits2.detach(), batch.y, kept1))
-        return losses1.mean().item()
+        return losses1.mean()

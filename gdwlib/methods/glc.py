@@ -187,7 +187,7 @@ class GLC(Method):
             joined = _cat([s, gold.take(k)]) if k else s
             yield GoldSilverBatch(joined.x, joined.y, joined.y_true, joined.index, num_gold=k)
 
-    def train_step(self, batch: Batch, meta: Iterator[Batch] | None) -> float:
+    def train_step(self, batch: Batch, meta: Iterator[Batch] | None) -> Tensor:
         """One step; returns the silver examples' cross-entropy with their noisy labels (as every method)."""
         self.model.train()  # the loss reported is the silver part's, so no self.forward here
         logits = self.model(batch.x)
@@ -202,7 +202,7 @@ class GLC(Method):
             G = torch.cat([corrected_logit_gradient(z[:silver], batch.y[:silver], self.corruption),
                            D1(z[silver:], batch.y[silver:])]) / n
         step_through_logits(self.optimizer, logits, G)
-        return loss.item()
+        return loss
 
     def state_dict(self) -> dict:
         return {**super().state_dict(), "initial_model": self.initial, "corruption": self.corruption}

@@ -84,6 +84,7 @@ class INSW(Method):
     """
 
     name = "INSW"
+    revision = 2  # 2: J v read off the real forward's graph (gdwlib.tangents); equal up to rounding
     uses_meta = True
     options = {"init": 1.0, "w_decay": 2.0, "meta_lr": 0.01}
     instance_tensors = ("phi",)
@@ -92,7 +93,7 @@ class INSW(Method):
         super().__init__(config, data, device)
         self.phi = torch.full((len(data.train),), float(self.option("init")), device=device)
 
-    def train_step(self, batch: Batch, meta: Iterator[Batch]) -> float:
+    def train_step(self, batch: Batch, meta: Iterator[Batch]) -> Tensor:
         m = next(meta)
         logits, loss = self.forward(batch)
         grad, meta_loss = insw_meta_gradient(self.model, logits, batch.x, batch.y, self.phi[batch.index], m.x, m.y,
@@ -102,4 +103,4 @@ class INSW(Method):
         check_finite(phi, "instance weights")
         self.phi[batch.index] = phi
         step_through_logits(self.optimizer, logits, insw_weights(phi)[:, None] * D1(logits.detach(), batch.y))
-        return loss.item()
+        return loss

@@ -23,7 +23,7 @@ def linear_normalise(scores: Tensor, threshold: float = 0.0) -> Tensor:
     """``w = max(s, 0) / sum_j max(s_j, 0)``, or all zeros when that sum is ``<= threshold``."""
     clipped = scores.clamp(min=0)
     total = clipped.sum()
-    return torch.zeros_like(clipped) if total <= threshold else clipped / total
+    return torch.where(total <= threshold, torch.zeros_like(clipped), clipped / total)   # decided on the device
 
 
 def l2rw_weights(grad_eps: Tensor) -> Tensor:
@@ -47,7 +47,8 @@ def l2rw_instance_weights(
     """
     d1 = D1(logits.detach(), y)
     zero_step = {k: torch.zeros_like(p) for k, p in trainable_parameters(model).items()}
-    mg = meta_gradient(model, x, torch.zeros_like(d1), x_meta, y_meta, lr, method=method, step_grads=zero_step)
+    mg = meta_gradient(model, x, torch.zeros_like(d1), x_meta, y_meta, lr, method=method, step_grads=zero_step,
+                       logits=logits)
     return l2rw_weights(instance_meta_gradient(mg.grad_G, d1)), mg.meta_loss
 
 
@@ -72,13 +73,14 @@ class L2RW(Method):
     """
 
     name = "L2RW"
+    revision = 2  # 2: J v read off the real forward's graph (gdwlib.tangents); equal up to rounding
     uses_meta = True
 
-    def train_step(self, batch: Batch, meta: Iterator[Batch]) -> float:
+    def train_step(self, batch: Batch, meta: Iterator[Batch]) -> Tensor:
         m = next(meta)
         logits, loss = self.forward(batch)
         w, meta_loss = l2rw_instance_weights(self.model, logits, batch.x, batch.y, m.x, m.y, self.lr,
                                              method=self.config.meta_method)
         check_finite(meta_loss, "meta loss")
         step_through_logits(self.optimizer, logits, w[:, None] * D1(logits.detach(), batch.y))
-        return loss.item()
+        return loss

@@ -75,7 +75,7 @@ def normalised_step(g: Tensor, step: float) -> Tensor:
     """``step * g / mean|g|``: a descent step whose mean size over the batch is ``step``
     (zero where ``g`` is all zero)."""
     scale = g.abs().mean()
-    return torch.zeros_like(g) if scale == 0 else step * g / scale
+    return step * g / torch.where(scale == 0, torch.ones_like(scale), scale)   # g / 1 = 0 where g is all zero
 
 
 
@@ -107,6 +107,7 @@ class SoftLabel(Method):
     """
 
     name = "Soft-label"
+    revision = 2  # 2: J v read off the real forward's graph (gdwlib.tangents); equal up to rounding
     uses_meta = True
     options = {"init": 0.0, "meta_lr": 0.05}
     instance_tensors = ("alpha",)
@@ -118,7 +119,7 @@ class SoftLabel(Method):
             raise ValueError(f"Soft-label: `init` must lie in [0, 1], got {init}")
         self.alpha = torch.full((len(data.train),), init, device=device)
 
-    def train_step(self, batch: Batch, meta: Iterator[Batch]) -> float:
+    def train_step(self, batch: Batch, meta: Iterator[Batch]) -> Tensor:
         logits, loss = self.forward(batch)
         z = logits.detach()
         alpha = self.alpha[batch.index].requires_grad_()
@@ -129,7 +130,7 @@ class SoftLabel(Method):
         alpha_new = (alpha.detach() - normalised_step(alpha.grad, self.option("meta_lr"))).clamp(0.0, 1.0)
         self.alpha[batch.index] = alpha_new
         step_through_logits(self.optimizer, logits, soft_label_gradient(z, batch.y, alpha_new))
-        return loss.item()
+        return loss
 
 
 
@@ -174,6 +175,7 @@ class GenLabel(Method):
     """
 
     name = "Gen-label"
+    revision = 2  # 2: J v read off the real forward's graph (gdwlib.tangents); equal up to rounding
     uses_meta = True
     options = {"init_scale": 10.0, "warmup_fraction": 44 / 120, "loss": "kl", "inner_lr": 0.5, "meta_lr": 400.0,
                "entropy_weight": 1.0}
@@ -197,12 +199,12 @@ class GenLabel(Method):
         super().start_epoch(epoch, lr)
         self.epoch = epoch
 
-    def train_step(self, batch: Batch, meta: Iterator[Batch]) -> float:
+    def train_step(self, batch: Batch, meta: Iterator[Batch]) -> Tensor:
         logits, loss = self.forward(batch)
         z = logits.detach()
         if self.epoch < self.warmup_epochs():
             step_through_logits(self.optimizer, logits, D1(z, batch.y) / len(batch))
-            return loss.item()
+            return loss
         label_loss = LABEL_LOSSES[self.option("loss")]
         y_hat = self.label_logits[batch.index].requires_grad_()
         G = logit_gradient(lambda u: label_loss(u, y_hat), z, create_graph=True)
@@ -215,7 +217,7 @@ class GenLabel(Method):
         self.label_logits[batch.index] = y_new
         gamma = self.option("entropy_weight")
         step_through_logits(self.optimizer, logits, logit_gradient(lambda u: label_loss(u, y_new) + gamma * entropy_loss(u), z))
-        return loss.item()
+        return loss
 
     def exports(self) -> dict[str, np.ndarray]:
         return {**super().exports(), "soft_labels": torch.softmax(self.label_logits, dim=1).cpu().numpy()}

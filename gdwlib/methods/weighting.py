@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Iterator
 
 import torch
+from torch import Tensor
 
 from ..bilevel import first_stage_weights, gdw_iteration, weighted_meta_step
 from ..data.batches import Batch
@@ -21,6 +22,7 @@ class MWNet(Method):
     """Meta-Weight-Net in the public GDW code's form."""
 
     name = "MWNet"
+    revision = 2  # 2: J v read off the real forward's graph (gdwlib.tangents); equal up to rounding
     uses_meta = True
     records_weights = True
     state_objects = ("model", "optimizer", "vnet", "vnet_optimizer")
@@ -34,9 +36,9 @@ class MWNet(Method):
     @staticmethod
     def _check(step) -> None:
         check_finite(step.losses.mean())
-        check_finite(torch.tensor(step.meta_loss), "meta loss")
+        check_finite(step.meta_loss, "meta loss")
 
-    def train_step(self, batch: Batch, meta: Iterator[Batch]) -> float:
+    def train_step(self, batch: Batch, meta: Iterator[Batch]) -> Tensor:
         c, m = self.config, next(meta)
         self.model.train()
         step = weighted_meta_step(self.model, self.vnet, batch.x, batch.y, m.x, m.y, self.lr,
@@ -50,7 +52,7 @@ class MWNet(Method):
         if self.stats is not None:
             self.stats.record(batch.y, batch.y_true, batch.index, step.w, step.omega,
                               first_stage_weights(w_new, self.num_classes))
-        return step.losses.mean().item()
+        return step.losses.mean()
 
 
 class GDW(MWNet):
@@ -62,7 +64,7 @@ class GDW(MWNet):
 
     name = "GDW"
 
-    def train_step(self, batch: Batch, meta: Iterator[Batch]) -> float:
+    def train_step(self, batch: Batch, meta: Iterator[Batch]) -> Tensor:
         c, m = self.config, next(meta)
         self.model.train()
         it = gdw_iteration(self.model, self.vnet, batch.x, batch.y, m.x, m.y, self.lr,
@@ -73,4 +75,4 @@ class GDW(MWNet):
         step_through_logits(self.optimizer, it.logits, it.G_step3)
         if self.stats is not None:
             self.stats.record(batch.y, batch.y_true, batch.index, it.w, it.omega, it.omega_prime)
-        return it.losses.mean().item()
+        return it.losses.mean()
