@@ -92,6 +92,26 @@ def update_difference(variant: str, dtype: torch.dtype, iterations: int, devices
     return float((b - a).norm() / a.norm())
 
 
+def tangent_agreement() -> dict:
+    """J v of ResNet-32 (CIFAR shape, float32, train mode) read off the forward's graph against
+    torch.func.jvp, on CUDA: whether every operation of the CUDA graph (cuDNN's BatchNorm
+    included) has a rule, and how far the two are apart."""
+    from gdwlib.bilevel import functional_logits, trainable_parameters
+    from gdwlib.models import build_model
+    from gdwlib.tangents import graph_jvp
+
+    torch.manual_seed(0)
+    model = build_model("resnet32", 10, 3, 32).cuda().train()
+    x = torch.randn(100, 3, 32, 32, device="cuda")
+    v = {k: torch.randn_like(p) for k, p in trainable_parameters(model).items()}
+    graph = graph_jvp(model(x), {p: v[k] for k, p in model.named_parameters()})
+    _, forward = torch.func.jvp(lambda p: functional_logits(model, p, x), (trainable_parameters(model),), (v,))
+    difference = None if graph is None else float((graph - forward).norm() / forward.norm())
+    print(f"  graph path on CUDA: {'no rule for some operation' if graph is None else f'{difference:.2e}'}",
+          file=sys.stderr)
+    return {"graph_path": graph is not None, "relative_difference": difference}
+
+
 def equivalence() -> list[dict]:
     rows = []
     for variant in ("GDW", "MWNet"):
@@ -120,14 +140,14 @@ def method_costs(out: Path) -> dict:
 
 # --------------------------------------------------------------------------- 3. throughput
 
-def throughput_child(go: Path, seconds: float) -> None:
+def throughput_child(go: Path, seconds: float, device_name: str, method: str) -> None:
     """One run of the throughput test: build, warm up, say ready, wait for ``go``, count iterations."""
     torch.set_num_threads(1)
-    device = bench.resolve_device("cuda")
-    runner = bench.build_runner(THROUGHPUT_METHOD, bench.SHAPES["cifar"], bench_args(), device)
+    device = bench.resolve_device(device_name)
+    runner = bench.build_runner(method, bench.SHAPES["cifar"], bench_args(), device)
     for _ in range(3):
         runner.step()
-    torch.cuda.synchronize()
+    bench.synchronize(device)
     print(TAG + "ready", flush=True)
     while not go.exists():
         time.sleep(0.01)
@@ -136,15 +156,15 @@ def throughput_child(go: Path, seconds: float) -> None:
         for _ in range(5):
             runner.step()
         count += 5
-    torch.cuda.synchronize()
+    bench.synchronize(device)
     print(TAG + json.dumps({"iterations": count, "seconds": time.perf_counter() - start}), flush=True)
 
 
-def throughput(runs: int, seconds: float) -> dict:
-    """``runs`` processes training ``THROUGHPUT_METHOD`` on the one GPU at the same time."""
+def throughput(runs: int, seconds: float, device: str = "cuda", method: str = THROUGHPUT_METHOD) -> dict:
+    """``runs`` processes training ``method`` on the one ``device`` at the same time."""
     with tempfile.TemporaryDirectory() as tmp:
         go = Path(tmp) / "go"
-        argv = [sys.executable, str(Path(__file__).resolve()), "--_child", str(go), str(seconds)]
+        argv = [sys.executable, str(Path(__file__).resolve()), "--_child", str(go), str(seconds), device, method]
         procs = [subprocess.Popen(argv, stdout=subprocess.PIPE, text=True) for _ in range(runs)]
         for p in procs:   # every run built and warmed up before the clock starts
             for line in p.stdout:
@@ -201,6 +221,11 @@ def markdown(result: dict) -> str:
              "|---|---|---:|---:|---:|---|"]
     lines += [f"| {r['method']} | {r['dtype']} | {r['iterations']} | {r['relative_difference']:.2e} | "
               f"{r['tolerance']:g} | {'yes' if r['within'] else 'NO'} |" for r in result["equivalence"]]
+    t = result.get("tangents")
+    if t:
+        lines += ["", "J v read off the forward's graph on CUDA (ResNet-32, float32) against `torch.func.jvp`: "
+                  + (f"relative difference {t['relative_difference']:.2e}." if t["graph_path"] else
+                     "**the CUDA graph holds an operation without a rule; training falls back to torch.func.jvp.**")]
     for shape in ("cifar", "cifar100"):
         s = result["methods"]["shapes"][shape]
         lines += ["", f"## 2. Cost per iteration, ResNet-32, batch 100, {bench.SHAPES[shape].dataset} shape", "",
@@ -223,10 +248,10 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", type=Path, default=HERE / "measured", help="folder for gpu-check.json and .md")
     p.add_argument("--seconds", type=float, default=THROUGHPUT_SECONDS, help="timed seconds per throughput test")
-    p.add_argument("--_child", nargs=2, default=None, help=argparse.SUPPRESS)
+    p.add_argument("--_child", nargs=4, default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args._child:
-        throughput_child(Path(args._child[0]), float(args._child[1]))
+        throughput_child(Path(args._child[0]), float(args._child[1]), args._child[2], args._child[3])
         return 0
     if not torch.cuda.is_available():
         print("gpu check: no CUDA device here, nothing measured (run it on a machine with a GPU)")
@@ -237,6 +262,7 @@ def main(argv: list[str] | None = None) -> int:
     result = {"machine": bench.machine(device)}
     print("1. equivalence", file=sys.stderr)
     result["equivalence"] = equivalence()
+    result["tangents"] = tangent_agreement()
     print("2. cost of every method", file=sys.stderr)
     result["methods"] = method_costs(args.out)
     print("3. runs sharing the GPU", file=sys.stderr)

@@ -161,8 +161,14 @@ def graph_jvp(output: Tensor, tangents: Mapping[Tensor, Tensor]) -> Tensor | Non
 
 def _push(output: Tensor, tangents: Mapping[Tensor, Tensor]) -> Tensor | None:
     by_leaf = {id(leaf): t for leaf, t in tangents.items()}
+    order = _forward_order(output.grad_fn)
+    readers = dict.fromkeys(order, 0)   # how many nodes still have to read each node's tangent
+    for node in order:
+        for f, _ in node.next_functions:
+            if f is not None:
+                readers[f] += 1
     values: dict[object, Tangent] = {}
-    for node in _forward_order(output.grad_fn):
+    for node in order:
         name = type(node).__name__
         if name == "AccumulateGrad":
             values[node] = by_leaf.get(id(node.variable))
@@ -175,5 +181,10 @@ def _push(output: Tensor, tangents: Mapping[Tensor, Tensor]) -> Tensor | None:
             return None
         shape = node._input_metadata[0].shape   # the forward output's shape
         values[node] = result if result is None or result.shape == shape else result.expand(shape)
+        for f, _ in node.next_functions:   # free each tangent once its last reader has it: one
+            if f is not None:              # activation's worth of memory at a time, as in jvp
+                readers[f] -= 1
+                if readers[f] == 0:
+                    del values[f]
     out = values[output.grad_fn]
     return torch.zeros_like(output) if out is None else out

@@ -91,3 +91,23 @@ def test_markdown_shows_each_part_of_a_result():
     assert "| GDW | float64 | 1 | 3.00e-14 | 1e-10 | yes |" in text
     assert "| GDW | 25.0 | 1.00x | 512 |" in text and "| GDW | 30.0 | 1.20x | 512 |" in text
     assert "| 2 | 70.0 | 1.75x |" in text and "with 2 runs per GPU (1.75x)" in text
+
+
+def test_markdown_says_when_the_graph_path_falls_back_on_cuda():
+    costs = synthetic_costs(25.0, 30.0)
+    for shape in costs["shapes"].values():
+        for v in shape["variants"].values():
+            v.update(x_base_time=1.0, peak_mb=1.0)
+    rows = [{"runs": 1, "iterations_per_second": 40.0, "speedup": 1.0}]
+    result = {"machine": {"name": "GPU", "date": "2026-12-02", "torch": "2.11.0", "gdwlib": "0.1.0", "commit": "abc"},
+              "seconds": 1.0, "equivalence": [], "methods": costs, "throughput": rows,
+              "projection": gpu_check.projection(costs, rows), "tangents": {"graph_path": False,
+                                                                            "relative_difference": None}}
+    assert "falls back to torch.func.jvp" in gpu_check.markdown(result)
+
+
+def test_throughput_runs_start_together_and_report_their_iterations():
+    """Two BaseModel runs on the CPU through the same protocol as on the GPU (built, warmed up,
+    started at once, counted)."""
+    row = gpu_check.throughput(2, 0.5, device="cpu", method="BaseModel")
+    assert row["runs"] == 2 and 0 < row["iterations_per_second"] < 1000

@@ -104,3 +104,14 @@ def test_meta_gradient_read_off_the_graph_equals_the_second_forward(float64):
     second = meta_gradient(model, x, G, x_meta, y_meta, 0.3, method="functional-jvp")
     assert relative_error(graph.grad_G, second.grad_G) < 1e-12
     assert graph.meta_loss.item() == pytest.approx(second.meta_loss.item(), rel=1e-14)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device here")
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])   # float32 runs cuDNN's BatchNorm
+def test_cuda_graph_matches_forward_mode_ad(dtype):
+    model = build_model("resnet32", 10, 3, 32).to("cuda", dtype).train()
+    x = torch.randn(16, 3, 32, 32, device="cuda", dtype=dtype)
+    v = {k: torch.randn_like(p) for k, p in model.named_parameters()}
+    got = graph_jvp(model(x), by_tensor(model, v))
+    assert got is not None, "the CUDA graph holds an operation without a tangent rule"
+    assert relative_error(got, forward_mode(model, x, v)) < (1e-12 if dtype == torch.float64 else 1e-2)
