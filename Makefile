@@ -12,9 +12,9 @@ DEVICE  ?= auto
 # DEVICE=cuda renders GPU runs on a machine without a GPU (a cluster's login node)
 OPTIONS := $(if $(OVERRIDE),--override $(OVERRIDE)) $(if $(DATA_DIR),--data-dir $(DATA_DIR)) $(if $(PRETRAINED),--pretrained $(PRETRAINED)) --results-dir $(RESULTS) --device $(DEVICE)
 PARAMS  := $(if $(OVERRIDE),-p override $(OVERRIDE)) $(if $(DATA_DIR),-p data_dir $(DATA_DIR)) $(if $(PRETRAINED),-p pretrained $(PRETRAINED)) -p results_dir $(RESULTS) -p device $(DEVICE)
-EXPERIMENTS := 10-table2-uniform-noise 11-table3-flip-noise 12-table4-long-tail 13-table5-clothing1m 14-figures 15-report
+EXPERIMENTS := 10-table2-uniform-noise 11-table3-flip-noise 12-table4-long-tail 13-table5-clothing1m 14-figures 15-report 16-summary
 
-.PHONY: book experiments test data env clean gpu-check
+.PHONY: book experiments test data env clean gpu-check browser-test
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -38,6 +38,7 @@ experiments: $(STAMP) data
 	  $(BIN)/papermill --no-progress-bar notebooks/$$nb.ipynb book/experiments/$$nb.ipynb \
 	    -p profile $(PROFILE) -p workers $(WORKERS) $(PARAMS) || exit 1; \
 	done
+	$(BIN)/python -m gdwlib.book book/experiments/*.ipynb
 
 book: experiments
 	$(BIN)/jupyter-book build . --warningiserror --keep-going
@@ -45,6 +46,11 @@ book: experiments
 
 test: $(STAMP) data
 	$(BIN)/python -m pytest tests --nbval notebooks/0*.ipynb --nbval-sanitize-with notebooks/nbval-sanitize.cfg
+
+# The browser test (tests/test_browser.py, headless Chromium) on the book `make book` built;
+# `make test` runs it on a smoke-profile book of its own.
+browser-test: $(STAMP)
+	GDW_BOOK_HTML=_build/html $(BIN)/python -m pytest tests/test_browser.py
 
 # The prepared GPU check (benchmarks/gpu_check.py, about 6 minutes): with the python that holds
 # PyTorch, no venv, so that it runs on a GPU machine as it is. Without CUDA it says so and exits 0.

@@ -20,7 +20,8 @@ from .profiles import describe_override
 from .train import failure, find_result
 
 MODEL_NAMES = {"mlp": "MLP 784-256-256-10", "mlp_bn": "MLP 784-256-256-10 with BatchNorm", "resnet32": "ResNet-32",
-               "small_cnn": "small CNN", "resnet18": "ResNet-18"}
+               "small_cnn": "small CNN", "small_cnn_narrow": "CNN with 8 and 16 channels, no BatchNorm",
+               "resnet18": "ResNet-18"}
 
 
 def paper_results() -> dict:
@@ -312,9 +313,63 @@ def evaluate_claims(uniform: pd.DataFrame, long_tail: pd.DataFrame, ablation: pd
                          for key, text, verdict in rows])
 
 
+def network_name(runs: pd.DataFrame) -> str:
+    """The network the finished runs of ``runs`` trained ("MLP ... with BatchNorm", ...)."""
+    models = sorted({r["config"]["model"] for r in runs["result"] if r})
+    return ", ".join(MODEL_NAMES.get(m, m) for m in models) or "no finished runs"
+
+
+def claims_by_network(uniform: pd.DataFrame, long_tail: pd.DataFrame, ablation: pd.DataFrame,
+                      second: pd.DataFrame | None = None, cost: dict | None = None) -> pd.DataFrame:
+    """:func:`evaluate_claims` on the profile's network, and, where the profile has a second one
+    (``second``: its headline and ablation runs), on that one too, one row per claim and network.
+    The second network has no long-tailed runs: its long-tail claim is *not tested*."""
+    frames = [evaluate_claims(uniform, long_tail, ablation, cost).assign(network=network_name(uniform))]
+    if second is not None and len(second):
+        frames.append(evaluate_claims(second[second.method != "GDW (no constraint)"], long_tail.iloc[0:0],
+                                      second[second.method != "BaseModel"], cost).assign(network=network_name(second)))
+    out = pd.concat(frames, ignore_index=True)
+    order = {k: i for i, k in enumerate(dict.fromkeys(out["claim"]))}
+    out = out.sort_values(by="claim", key=lambda c: c.map(order), kind="stable").reset_index(drop=True)
+    return out[["claim", "network", "verdict", "our runs show", "the paper says"]]
+
+
 # The paper's stated margins, per data set of the profile (our Fashion-MNIST column is compared
 # with the paper's CIFAR-10 numbers, so it inherits CIFAR-10's threshold).
 PAPER_THRESHOLDS = {"fashion-mnist": 3.0, "cifar10": 3.0, "cifar100": 6.0}
+
+
+def compute_summary(results: list[dict]) -> str:
+    """What was run, read from the result files: how many runs, on which devices, and the compute
+    they took (the sum of their wall times; an interrupted run counts its epochs once)."""
+    if not results:
+        return "No finished runs yet."
+    devices = sorted({f"{r['device']['type']} ({r['device'].get('name', '?')})" for r in results})
+    threads = sorted({r["device"].get("threads") for r in results if r["device"].get("threads")})
+    hours = sum(r["wall_time"] for r in results) / 3600
+    epochs = sorted({len(r["history"]) for r in results})
+    span = lambda v: f"{v[0]}" if v[0] == v[-1] else f"{v[0]}-{v[-1]}"  # noqa: E731
+    return (f"{len(results)} runs, {span(epochs)} epochs each, on {'; '.join(devices)}"
+            f"{f' ({span(threads)} thread(s) per run)' if threads else ''}: "
+            f"{hours:.2f} hours of training in all, summed over the runs' wall times.")
+
+
+def headline_with_paper(runs: pd.DataFrame, methods: list[str], levels: Iterable[str] = ("0.4", "0.6")) -> pd.DataFrame:
+    """Our mean ± std beside the paper's, for ``methods`` at the uniform-noise ``levels``: a
+    column of ours per data set and level, each followed by the paper's corresponding column."""
+    s = summarize(runs)
+    paper = paper_results()["table2_uniform_noise"]["rows"]
+    out = {}
+    for column in dict.fromkeys(runs["column"]):
+        if column.rsplit("/", 1)[1] not in levels:
+            continue
+        cell = runs[runs.column == column].iloc[0]
+        out[f"ours: {cell.label}"] = {m: _fmt(s.loc[(m, column), "mean"], s.loc[(m, column), "std"])
+                                      for m in methods if (m, column) in s.index}
+        ref = {m: paper.get(m, {}).get(cell.paper_column) for m in methods}
+        out[f"paper: {cell.paper_label}"] = {m: _fmt(r["mean"], r["std"] if r["std"] is not None else np.nan)
+                                             if r else "–" for m, r in ref.items()}
+    return pd.DataFrame(out)
 
 
 def run_times(runs: pd.DataFrame) -> pd.DataFrame:

@@ -76,7 +76,22 @@ def test_report_notebook_judges_every_claim(workdir):
     claims = next(h for h in outputs(nb, "text/html") if "the paper says" in h)
     for key in ("no_extra_cost", "uniform60_gain", "gap_grows_with_noise", "longtail_0.01", "zero_mean_needed"):
         assert key in claims
-    assert len(re.findall(r">(held|partly held|not held|not tested)<", claims)) == 5
+    # every claim on each network: the MLP of the profile and the CNN without BatchNorm
+    assert len(re.findall(r">(held|partly held|not held|not tested)<", claims)) == 10
+    assert "MLP 784-256-256-10 with BatchNorm" in claims and "CNN with 8 and 16 channels" in claims
+
+
+def test_summary_puts_the_paper_beside_us_and_gives_every_verdict(workdir):
+    nb = execute("16-summary", workdir)
+    html = outputs(nb, "text/html")
+    headline = next(h for h in html if "paper: CIFAR-10, 40%" in h)
+    for column in ("ours: Fashion-MNIST, 40%", "ours: Fashion-MNIST, 60%", "paper: CIFAR-10, 60%"):
+        assert column in headline
+    assert "84.38" in headline                 # the paper's BaseModel at CIFAR-10 40%, from paper_results.json
+    claims = next(h for h in html if "our runs show" in h)
+    assert len(re.findall(r">(held|partly held|not held|not tested)<", claims)) == 10
+    markdown = "\n".join(outputs(nb, "text/markdown"))
+    assert "hours of training in all" in markdown and "seeds 1;" in markdown   # the smoke profile: one seed
 
 
 def test_the_book_never_trains_the_paper_profile(workdir):

@@ -21,7 +21,7 @@ def test_tables_2_to_4_are_the_papers_settings(profile):
     assert settings(table_cells("table3", profile)) == {("none", 0.0, 1.0), ("flip", 0.2, 1.0), ("flip", 0.4, 1.0)}
     assert settings(table_cells("table4", profile)) == {("none", 0.0, 1.0), ("none", 0.0, 0.1), ("none", 0.0, 0.01)}
     datasets = {"cpu": {"fashion-mnist"}, "paper": {"cifar10", "cifar100"}}[profile]
-    seeds = {"cpu": {1, 2, 3}, "paper": {1, 2, 3, 4, 5}}[profile]
+    seeds = {"cpu": {1, 2, 3, 4, 5}, "paper": {1, 2, 3, 4, 5}}[profile]   # five, as the paper
     for table in ("table2", "table3", "table4"):
         cells = table_cells(table, profile)
         assert {c.config.dataset for c in cells} == datasets and {c.config.seed for c in cells} == seeds
@@ -39,12 +39,26 @@ def test_ablation_drops_only_the_constraint():
     cells = ablation_cells("cpu")
     gdw = {(c.column, c.config.seed): c.config for c in cells if c.method == "GDW"}
     ablated = [c for c in cells if c.method == "GDW (no constraint)"]
-    assert len(ablated) == len(gdw) == 9
+    assert len(ablated) == len(gdw) == 15   # 3 noise ratios x 5 seeds
     for c in ablated:
         assert c.config.constraint is False
         assert c.config == gdw[(c.column, c.config.seed)].replace(constraint=False)
     assert all(c.config.constraint for c in cells if c.method in ("GDW", "MWNet"))
     assert settings(cells) == {("none", 0.0, 1.0), ("uniform", 0.4, 1.0), ("uniform", 0.6, 1.0)}
+
+
+def test_second_network_runs_the_headline_and_the_ablation_on_a_cnn():
+    from gdwlib.experiments import grid, second_network_cells
+
+    cells = second_network_cells("cpu")
+    assert {c.config.model for c in cells} == {"small_cnn_narrow"}
+    assert {(c.method, c.column, c.config.seed) for c in cells} == {
+        (m, f"fashion-mnist/{r}", s) for m in ("BaseModel", "MWNet", "GDW", "GDW (no constraint)")
+        for r in ("0.4", "0.6") for s in (1, 2, 3)}
+    assert all(c.config.constraint == (c.method != "GDW (no constraint)") for c in cells)
+    assert all(c.config.noise == "uniform" and c.config.epochs == 12 for c in cells)   # the cpu profile's runs
+    assert set(grid("cpu")["second network"]) == {c.config for c in cells}
+    assert second_network_cells("paper") == [] and "second network" in grid("paper")
 
 
 def test_figure_runs():

@@ -133,7 +133,10 @@ def test_weighting_network_outputs_weights_in_unit_interval():
 
 
 def test_build_model_registry():
-    assert set(MODELS) == {"resnet32", "small_cnn", "mlp", "mlp_bn", "resnet18"}
+    assert set(MODELS) == {"resnet32", "small_cnn", "small_cnn_narrow", "mlp", "mlp_bn", "resnet18"}
+    narrow = build_model("small_cnn_narrow", 10, 1, 28)
+    assert n_params(narrow) == (25 * 8 + 8) + (8 * 16 * 25 + 16) + (16 * 4 * 4 * 128 + 128) + (128 * 10 + 10)
+    assert not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in narrow.modules())
     assert n_params(build_model("resnet32", 10, 3, 32)) == 464_154
     assert build_model("small_cnn", 10, 1, 28)(torch.randn(2, 1, 28, 28)).shape == (2, 10)
     mlp = build_model("mlp", 10, 1, 28, hidden=(64,))

@@ -81,3 +81,14 @@ def test_separation_counts_pairs():
     assert separation(np.array([1.0, 3.0]), np.array([2.0, 2.0])) == 0.5
     assert separation(np.array([2.0]), np.array([2.0])) == 0.5  # a tie counts half
     assert separation(np.array([5.0, 6.0]), np.array([1.0])) == 1.0
+
+
+def test_compute_summary_sums_the_wall_times_of_the_result_files():
+    from gdwlib.report import compute_summary
+
+    results = [{"device": {"type": "cpu", "name": "Xeon", "threads": 1}, "wall_time": 1800.0, "history": [{}] * 12},
+               {"device": {"type": "cuda", "name": "H200", "threads": 4}, "wall_time": 5400.0, "history": [{}] * 80}]
+    text = compute_summary(results)
+    assert text.startswith("2 runs, 12-80 epochs each, on cpu (Xeon); cuda (H200) (1-4 thread(s) per run)")
+    assert "2.00 hours of training in all" in text
+    assert compute_summary([]) == "No finished runs yet."

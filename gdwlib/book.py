@@ -1,0 +1,59 @@
+"""What the book build adds to Jupyter Book: tidy executed notebooks, and each script once.
+
+papermill writes the parameters a notebook was run with into a new cell tagged
+``injected-parameters``; Jupyter Book knows nothing of that tag and would print the cell at the
+top of the page. :func:`hide_injected_parameters` tags it ``remove-cell``, as the notebooks'
+own ``parameters`` cells already are, so a page opens with its text and results (the values
+stay in the notebook, which the page's download button gives).
+
+    python -m gdwlib.book book/experiments/*.ipynb
+
+The module is also a Sphinx extension (``_config.yml``): sphinx-thebe registers its inline
+settings script twice, so every page declared ``const THEBE_JS_URL`` twice and the browser
+reported a syntax error on each; :func:`unique_scripts` drops the repeat.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import nbformat
+
+PLUMBING = ("injected-parameters", "parameters")
+
+
+def hide_injected_parameters(path: str | Path) -> int:
+    """Tag the papermill parameter cells of the notebook at ``path`` ``remove-cell`` (in place);
+    returns how many cells were tagged anew."""
+    nb = nbformat.read(path, as_version=4)
+    changed = 0
+    for cell in nb.cells:
+        tags = cell.metadata.setdefault("tags", [])
+        if any(t in tags for t in PLUMBING) and "remove-cell" not in tags:
+            tags.append("remove-cell")
+            changed += 1
+    if changed:
+        nbformat.write(nb, path)
+    return changed
+
+
+def unique_scripts(app, pagename, templatename, context, doctree) -> None:
+    """Sphinx ``html-page-context``: keep the first of scripts with the same file and attributes
+    (an inline script's file is ``None`` or ``""``, depending on when it was added)."""
+    seen, unique = set(), []
+    for script in context.get("script_files", []):
+        key = (getattr(script, "filename", str(script)) or "", repr(sorted(getattr(script, "attributes", {}).items())))
+        if key not in seen:
+            seen.add(key)
+            unique.append(script)
+    context["script_files"] = unique
+
+
+def setup(app):
+    app.connect("html-page-context", unique_scripts)
+    return {"parallel_read_safe": True, "parallel_write_safe": True}
+
+
+if __name__ == "__main__":
+    for name in sys.argv[1:]:
+        hide_injected_parameters(name)

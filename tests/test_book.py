@@ -1,0 +1,37 @@
+"""What a reader of the built book is spared: papermill's parameter cells, and plumbing code."""
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from gdwlib.book import hide_injected_parameters
+
+ROOT = Path(__file__).resolve().parent.parent
+EXPERIMENTS = sorted((ROOT / "notebooks").glob("1[0-9]-*.ipynb"))
+
+
+def test_injected_parameters_are_removed_from_the_page_and_nothing_else(tmp_path):
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell("profile = 'cpu'", metadata={"tags": ["parameters", "remove-cell"]}),
+        nbformat.v4.new_code_cell("profile = 'smoke'", metadata={"tags": ["injected-parameters"]}),
+        nbformat.v4.new_code_cell("show(results)", metadata={"tags": ["remove-input"]}),
+        nbformat.v4.new_markdown_cell("## Results"),
+    ])
+    path = tmp_path / "nb.ipynb"
+    nbformat.write(nb, path)
+    assert hide_injected_parameters(path) == 1
+    tags = [c.metadata.get("tags", []) for c in nbformat.read(path, as_version=4).cells]
+    assert tags == [["parameters", "remove-cell"], ["injected-parameters", "remove-cell"], ["remove-input"], []]
+    assert hide_injected_parameters(path) == 0   # idempotent
+
+
+@pytest.mark.parametrize("path", EXPERIMENTS, ids=lambda p: p.stem)
+def test_every_code_cell_of_an_experiment_page_is_hidden_or_removed(path):
+    """An experiment page shows text, tables and figures; its code is one click away or gone."""
+    nb = nbformat.read(path, as_version=4)
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            tags = set(cell.metadata.get("tags", []))
+            assert tags & {"remove-cell", "remove-input", "hide-input"}, cell.source[:80]
+            if "parameters" in tags:
+                assert "remove-cell" in tags
