@@ -152,7 +152,9 @@ def grid(profile: str = "cpu", pretrained: str | None = None, **fields) -> dict[
     out = {t: [c.config for c in table_cells(t, profile, **fields, **(
         {"pretrained": pretrained} if t == "table5" and pretrained else {}))] for t in tables}
     out["ablation"] = [c.config for c in ablation_cells(profile, **fields)]
-    out["second network"] = [c.config for c in second_network_cells(profile, **fields)]
+    second = [c.config for c in second_network_cells(profile, **fields)]
+    if second:   # the profiles whose first network is not the paper's ResNet-32
+        out["second network"] = second
     out["figures"] = list(figure_configs(profile, **fields).values())
     return out
 
