@@ -15,7 +15,7 @@ from typing import Any
 
 DATASETS = {"fashion-mnist": 10, "cifar10": 10, "cifar100": 100, "clothing1m": 14}
 NOISE_TYPES = ("none", "uniform", "flip")
-MODEL_NAMES = ("resnet32", "small_cnn", "small_cnn_narrow", "mlp", "mlp_bn", "resnet18")
+MODEL_NAMES = ("resnet32", "small_cnn", "small_cnn_strided", "mlp", "mlp_bn", "resnet18")
 
 # fields that say where things are, not what is computed: left out of the run's identity (the
 # device's type, cpu or cuda, is part of the run id; which GPU, or "auto", is not)

@@ -31,8 +31,8 @@ SEEDS = {"cpu": [1, 2, 3, 4, 5], "smoke": [1], "paper": [1, 2, 3, 4, 5]}
 # The second network of the cpu profile (its first is an MLP with BatchNorm): the claims that
 # depend on the network are tested on a CNN without BatchNorm too (headline and ablation, 40% and
 # 60% uniform noise, three seeds), sized so that its runs cost about what the MLP's do.
-SECOND_NETWORK = {"cpu": dict(model="small_cnn_narrow", levels=(0.4, 0.6), seeds=(1, 2, 3)),
-                  "smoke": dict(model="small_cnn_narrow", levels=(0.4, 0.6), seeds=(1,))}
+SECOND_NETWORK = {"cpu": dict(model="small_cnn_strided", levels=(0.4, 0.6), seeds=(1, 2, 3)),
+                  "smoke": dict(model="small_cnn_strided", levels=(0.4, 0.6), seeds=(1,))}
 PAPER_DATASET = {"fashion-mnist": "cifar10", "cifar10": "cifar10", "cifar100": "cifar100", "clothing1m": "clothing1m"}
 
 

@@ -20,7 +20,7 @@ from .profiles import describe_override
 from .train import failure, find_result
 
 MODEL_NAMES = {"mlp": "MLP 784-256-256-10", "mlp_bn": "MLP 784-256-256-10 with BatchNorm", "resnet32": "ResNet-32",
-               "small_cnn": "small CNN", "small_cnn_narrow": "CNN with 8 and 16 channels, no BatchNorm",
+               "small_cnn": "small CNN", "small_cnn_strided": "CNN with two strided convolutions of 8 and 16 channels, no BatchNorm",
                "resnet18": "ResNet-18"}
 
 

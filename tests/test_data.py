@@ -11,8 +11,10 @@ import pytest
 import torch
 from PIL import Image
 
+from gdwlib.data import fashion_mnist, memo
 from gdwlib.data.cifar import UnsafePickleError, load_cifar, write_cifar
 from gdwlib.data.clothing1m import Clothing1M, write_clothing1m
+from gdwlib.data.fashion_mnist import load_fashion_mnist
 from gdwlib.data.idx import CorruptFileError, read_idx, write_idx
 from gdwlib.data.longtail import longtail_counts, longtail_indices
 from gdwlib.data.noise import (corrupt_labels, flip_noise_matrix, true_flip_rate,
@@ -50,6 +52,52 @@ def test_idx_truncated_file_raises(tmp_path, suffix):
     path.write_bytes(path.read_bytes()[:20])  # a cut-off gzip stream, or a cut-off header
     with pytest.raises(CorruptFileError, match=str(path)):
         read_idx(path)
+
+
+# ---------------------------------------------------------------- decoded once per process
+
+
+def write_fashion(directory, images, labels):
+    write_idx(directory / "train-images-idx3-ubyte.gz", images)
+    write_idx(directory / "train-labels-idx1-ubyte.gz", labels)
+
+
+def test_fashion_mnist_is_decoded_once_while_its_files_are_unchanged(tmp_path, monkeypatch):
+    rng = np.random.default_rng(0)
+    images, labels = rng.integers(0, 256, (6, 28, 28), dtype=np.uint8), np.arange(6, dtype=np.uint8)
+    write_fashion(tmp_path, images, labels)
+    reads = []
+    counting = lambda path: reads.append(path) or read_idx(path)  # noqa: E731
+    monkeypatch.setattr(fashion_mnist, "read_idx", counting)
+    first = load_fashion_mnist("train", tmp_path)
+    first[0][:] = 0   # the caller's copy: changing it must not reach the next caller
+    second = load_fashion_mnist("train", tmp_path)
+    assert len(reads) == 2   # the images and the labels, once
+    np.testing.assert_array_equal(second[0], images)
+    np.testing.assert_array_equal(second[1], labels)
+    # a file replaced on disk (new size or time) is decoded again: never a stale copy
+    write_fashion(tmp_path, images[:4], labels[:4])
+    third = load_fashion_mnist("train", tmp_path)
+    assert len(reads) == 4 and len(third[0]) == 4
+    np.testing.assert_array_equal(third[0], images[:4])
+
+
+def test_decoded_keeps_the_newest_entries_and_nothing_for_a_failed_decode(tmp_path):
+    files = []
+    for i in range(memo.MAX_ENTRIES + 1):
+        files.append(tmp_path / f"f{i}")
+        files[-1].write_bytes(bytes([i]))
+    for i, f in enumerate(files):
+        memo.decoded("test", [f], lambda i=i: (np.array([i]),))
+    again = memo.decoded("test", [files[0]], lambda: (np.array([-1]),))   # the oldest was dropped
+    assert again[0][0] == -1
+    assert memo.decoded("test", [files[-1]], lambda: (np.array([-1]),))[0][0] == memo.MAX_ENTRIES  # kept
+
+    def broken():
+        raise CorruptFileError("bad")
+    with pytest.raises(CorruptFileError):
+        memo.decoded("other", [files[1]], broken)
+    assert memo.decoded("other", [files[1]], lambda: (np.array([7]),))[0][0] == 7
 
 
 # ---------------------------------------------------------------- CIFAR

@@ -78,7 +78,7 @@ def test_report_notebook_judges_every_claim(workdir):
         assert key in claims
     # every claim on each network: the MLP of the profile and the CNN without BatchNorm
     assert len(re.findall(r">(held|partly held|not held|not tested)<", claims)) == 10
-    assert "MLP 784-256-256-10 with BatchNorm" in claims and "CNN with 8 and 16 channels" in claims
+    assert "MLP 784-256-256-10 with BatchNorm" in claims and "CNN with two strided convolutions of 8 and 16 channels" in claims
 
 
 def test_summary_puts_the_paper_beside_us_and_gives_every_verdict(workdir):

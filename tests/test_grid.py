@@ -51,7 +51,7 @@ def test_second_network_runs_the_headline_and_the_ablation_on_a_cnn():
     from gdwlib.experiments import grid, second_network_cells
 
     cells = second_network_cells("cpu")
-    assert {c.config.model for c in cells} == {"small_cnn_narrow"}
+    assert {c.config.model for c in cells} == {"small_cnn_strided"}
     assert {(c.method, c.column, c.config.seed) for c in cells} == {
         (m, f"fashion-mnist/{r}", s) for m in ("BaseModel", "MWNet", "GDW", "GDW (no constraint)")
         for r in ("0.4", "0.6") for s in (1, 2, 3)}

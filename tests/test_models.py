@@ -5,6 +5,7 @@ import pickle
 
 import pytest
 import torch
+import torch.nn.functional as F
 import torchvision
 from torch import nn
 from torch.func import functional_call
@@ -62,6 +63,7 @@ def test_kaiming_normal_init():
     (lambda: ResNet32(10, 1), (4, 1, 28, 28)),
     (lambda: SmallCNN(10, 1), (4, 1, 28, 28)),
     (lambda: SmallCNN(10, 3, image_size=32), (4, 3, 32, 32)),
+    (lambda: SmallCNN(10, 1, image_size=29, channels=(8, 16), strided=True), (4, 1, 29, 29)),  # odd: 13, then 5
     (lambda: MLP(10, 784), (4, 1, 28, 28)),
 ])
 def test_models_copy_pickle_and_train_with_batchnorm(make, shape):
@@ -133,10 +135,10 @@ def test_weighting_network_outputs_weights_in_unit_interval():
 
 
 def test_build_model_registry():
-    assert set(MODELS) == {"resnet32", "small_cnn", "small_cnn_narrow", "mlp", "mlp_bn", "resnet18"}
-    narrow = build_model("small_cnn_narrow", 10, 1, 28)
-    assert n_params(narrow) == (25 * 8 + 8) + (8 * 16 * 25 + 16) + (16 * 4 * 4 * 128 + 128) + (128 * 10 + 10)
-    assert not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in narrow.modules())
+    assert set(MODELS) == {"resnet32", "small_cnn", "small_cnn_strided", "mlp", "mlp_bn", "resnet18"}
+    strided = build_model("small_cnn_strided", 10, 1, 28)
+    assert n_params(strided) == (25 * 8 + 8) + (8 * 16 * 25 + 16) + (16 * 4 * 4 * 128 + 128) + (128 * 10 + 10)
+    assert not any(isinstance(m, (torch.nn.modules.batchnorm._BatchNorm, torch.nn.MaxPool2d)) for m in strided.modules())
     assert n_params(build_model("resnet32", 10, 3, 32)) == 464_154
     assert build_model("small_cnn", 10, 1, 28)(torch.randn(2, 1, 28, 28)).shape == (2, 10)
     mlp = build_model("mlp", 10, 1, 28, hidden=(64,))
@@ -146,3 +148,14 @@ def test_build_model_registry():
     assert [type(m).__name__ for m in mlp_bn.net] == ["Flatten", "Linear", "BatchNorm1d", "ReLU", "Linear"]
     with pytest.raises(ValueError, match="resnet32"):
         build_model("resnet50", 10, 3, 32)
+
+
+def test_strided_cnn_is_the_pooled_one_with_stride_2_convolutions():
+    """The strided network's features are two stride-2 unpadded 5x5 convolutions with ReLU,
+    computed here by hand with F.conv2d; the head sees 16 x 4 x 4 features from 28 x 28 images."""
+    torch.manual_seed(0)
+    model, x = SmallCNN(10, 1, 28, channels=(8, 16), strided=True), torch.randn(2, 1, 28, 28)
+    c1, c2 = model.features[0], model.features[2]
+    h = F.relu(F.conv2d(F.relu(F.conv2d(x, c1.weight, c1.bias, stride=2)), c2.weight, c2.bias, stride=2))
+    assert h.shape == (2, 16, 4, 4)
+    assert torch.allclose(model.features(x), h)

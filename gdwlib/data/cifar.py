@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from .idx import CorruptFileError
+from .memo import decoded
 
 try:
     from numpy._core.multiarray import _reconstruct
@@ -170,10 +171,17 @@ def load_cifar(name: str, split: str = "train", data_dir: str | Path | None = No
     if split not in FILES[name]:
         raise ValueError(f"unknown split {split!r}: use 'train' or 'test'")
     location = find_cifar(name, data_dir)
+    files = FILES[name][split]
     read = _read_from_dir if location.is_dir() else _read_from_archive
-    parts = [_parse_batch(raw, source, name) for source, raw in read(location, FILES[name][split], name).items()]
-    images = np.ascontiguousarray(np.concatenate([p[0] for p in parts]))
-    return images, np.concatenate([p[1] for p in parts])
+
+    def decode():
+        parts = [_parse_batch(raw, source, name) for source, raw in read(location, files, name).items()]
+        return np.ascontiguousarray(np.concatenate([p[0] for p in parts])), np.concatenate([p[1] for p in parts])
+
+    sources = [location / f for f in files] if location.is_dir() else [location]
+    if not all(p.is_file() for p in sources):  # the reader says which file is missing
+        return decode()
+    return decoded(f"{name} {split}", sources, decode)
 
 
 class _Python2Pickler(pickle._Pickler):

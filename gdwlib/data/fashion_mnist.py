@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from .idx import read_idx
+from .memo import decoded
 
 DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
 CACHE_DIR = Path.home() / ".cache" / "gdw"
@@ -86,7 +87,7 @@ def fashion_mnist_files(split: str = "train", data_dir: str | Path | None = None
 def load_fashion_mnist(split: str = "train", data_dir: str | Path | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Images ``(N, 28, 28)`` uint8 and labels ``(N,)`` int64 of the ``"train"`` or ``"test"`` split."""
     paths = fashion_mnist_files(split, data_dir)
-    images, labels = read_idx(paths[0]), read_idx(paths[1])
+    images, labels = decoded(f"fashion-mnist {split}", paths, lambda: (read_idx(paths[0]), read_idx(paths[1])))
     if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
         raise ValueError(f"{paths[0]} and {paths[1]} do not match: images {images.shape}, labels {labels.shape}")
     if labels.max() >= len(CLASSES):
