@@ -257,7 +257,7 @@ def evaluate_claims(uniform: pd.DataFrame, long_tail: pd.DataFrame, ablation: pd
 
     times = uniform[uniform.status == "ok"].groupby("method")["wall_time"].mean()
     per_run = times.get("GDW", np.nan) / times.get("MWNet", np.nan)
-    text = f"mean wall time per run of Table 2, GDW / MW-Net = {per_run:.2f} (this profile's network)"
+    text = f"mean wall time per run under uniform noise, GDW / MW-Net = {per_run:.2f} (this network)"
     verdict = "not tested"
     if cost is not None:
         m = cost["machine"]

@@ -71,19 +71,15 @@ def _batch_norm(x: Tensor, weight: Tensor, mean: Tensor, invstd: Tensor, eps: fl
     return out
 
 
-def _native_batch_norm(node, t: list[Tangent]) -> Tangent:
-    if not node._saved_training:
-        return NotImplemented
-    return _batch_norm(node._saved_input, node._saved_weight, node._saved_result1, node._saved_result2,
-                       node._saved_eps, t)
-
-
-def _cudnn_batch_norm(node, t: list[Tangent]) -> Tangent:
-    if not node._saved_training:
-        return NotImplemented
-    # cuDNN saves the batch mean and the inverse standard deviation, like the native kernel
-    return _batch_norm(node._saved_input, node._saved_weight, node._saved_result1, node._saved_result2,
-                       node._saved_epsilon, t)
+def _train_mode_batch_norm(eps: str):
+    """The rule of a BatchNorm node whose epsilon is saved as ``eps``; the native and the cuDNN
+    kernels both save the batch mean and the inverse standard deviation as results 1 and 2."""
+    def rule(node, t: list[Tangent]) -> Tangent:
+        if not node._saved_training:
+            return NotImplemented
+        return _batch_norm(node._saved_input, node._saved_weight, node._saved_result1, node._saved_result2,
+                           getattr(node, eps), t)
+    return rule
 
 
 def _relu(node, t: list[Tangent]) -> Tangent:
@@ -114,8 +110,8 @@ def _max_pool(node, t: list[Tangent]) -> Tangent:
 
 RULES: dict[str, Rule] = {
     "ConvolutionBackward0": _convolution,
-    "NativeBatchNormBackward0": _native_batch_norm,
-    "CudnnBatchNormBackward0": _cudnn_batch_norm,
+    "NativeBatchNormBackward0": _train_mode_batch_norm("_saved_eps"),
+    "CudnnBatchNormBackward0": _train_mode_batch_norm("_saved_epsilon"),
     "ReluBackward0": _relu,
     "AddBackward0": _add,
     "AddmmBackward0": _addmm,
