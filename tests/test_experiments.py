@@ -88,10 +88,13 @@ def test_summary_puts_the_paper_beside_us_and_gives_every_verdict(workdir):
     for column in ("ours: Fashion-MNIST, 40%", "ours: Fashion-MNIST, 60%", "paper: CIFAR-10, 60%"):
         assert column in headline
     assert "84.38" in headline                 # the paper's BaseModel at CIFAR-10 40%, from paper_results.json
+    second = [h for h in html if "paper: CIFAR-10, 40%" in h][1]   # the second network's, after the MLP's
+    assert second != headline and "GDW" in second and "MWNet" in second
     claims = next(h for h in html if "our runs show" in h)
     assert len(re.findall(r">(held|partly held|not held|not tested)<", claims)) == 10
     markdown = "\n".join(outputs(nb, "text/markdown"))
     assert "hours of training in all" in markdown and "seeds 1;" in markdown   # the smoke profile: one seed
+    assert "The same on the second network. Fashion-MNIST, CNN with two strided convolutions" in markdown
 
 
 def test_the_book_never_trains_the_paper_profile(workdir):
