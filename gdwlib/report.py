@@ -125,9 +125,11 @@ def setting_caption(runs: pd.DataFrame) -> str:
         commits = sorted({r["code"]["commit"] for r in group})
         sizes = sorted({r["data"]["train_size"] for r in group})
         size = f"{sizes[0]:,}" if len(sizes) == 1 else f"{min(sizes):,}-{max(sizes):,}"
+        staged = sorted({r["config"]["method"] for r in group} & {"Fine-tuning", "GLC"})  # their own epochs
+        staged = f" ({' and '.join(staged)}: see their set-up)" if staged else ""
         parts.append(
             f"{DATASET_NAMES.get(dataset, dataset)}, {MODEL_NAMES.get(model, model)}, {size} training images"
-            f"{' (subset)' if train_size else ''}, {epochs} epochs (Fine-tuning and GLC: see their set-up), "
+            f"{' (subset)' if train_size else ''}, {epochs} epochs{staged}, "
             f"seeds {', '.join(map(str, seeds))}; {len(group)} runs on {'; '.join(devices)}; "
             f"gdwlib {', '.join(commits)}")
     overrides = sorted({r["config"].get("override") for r in results} - {None})

@@ -92,3 +92,20 @@ def test_compute_summary_sums_the_wall_times_of_the_result_files():
     assert text.startswith("2 runs, 12-80 epochs each, on cpu (Xeon); cuda (H200) (1-4 thread(s) per run)")
     assert "2.00 hours of training in all" in text
     assert compute_summary([]) == "No finished runs yet."
+
+
+def test_setting_caption_names_what_produced_the_numbers():
+    from gdwlib.report import setting_caption
+
+    def result(method, seed, model="mlp_bn"):
+        return {"config": {"method": method, "seed": seed, "dataset": "fashion-mnist", "model": model,
+                           "train_size": 10_000, "epochs": 12, "override": None},
+                "device": {"type": "cpu", "name": "Xeon"}, "code": {"commit": "abc123"},
+                "data": {"train_size": 10_000}, "history": [{}] * 12}
+
+    mlp = setting_caption(pd.DataFrame({"result": [result("GDW", 1), result("GLC", 2), None]}))
+    assert mlp == ("Fashion-MNIST, MLP 784-256-256-10 with BatchNorm, 10,000 training images (subset), 12 epochs "
+                   "(GLC: see their set-up), seeds 1, 2; 2 runs on cpu (Xeon); gdwlib abc123")
+    cnn = setting_caption(pd.DataFrame({"result": [result("GDW", s, "small_cnn_strided") for s in (1, 2, 3)]}))
+    assert "12 epochs, seeds 1, 2, 3; 3 runs" in cnn and "set-up" not in cnn
+    assert setting_caption(pd.DataFrame({"result": [None]})) == "No finished runs yet."
