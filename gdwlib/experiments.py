@@ -33,6 +33,7 @@ SEEDS = {"cpu": [1, 2, 3, 4, 5], "smoke": [1], "paper": [1, 2, 3, 4, 5]}
 # 60% uniform noise, three seeds), sized so that its runs cost about what the MLP's do.
 SECOND_NETWORK = {"cpu": dict(model="small_cnn_strided", levels=(0.4, 0.6), seeds=(1, 2, 3)),
                   "smoke": dict(model="small_cnn_strided", levels=(0.4, 0.6), seeds=(1,))}
+ABLATED = "GDW (no constraint)"   # the ablation's method: GDW with constraint=False
 PAPER_DATASET = {"fashion-mnist": "cifar10", "cifar10": "cifar10", "cifar100": "cifar100", "clothing1m": "clothing1m"}
 
 
@@ -103,7 +104,7 @@ def ablation_cells(profile: str = "cpu", *, datasets=None, levels=None, seeds=No
     uniform noise."""
     cells = table_cells("table2", profile, datasets=datasets, methods=["MWNet", "GDW"], levels=levels, seeds=seeds,
                         **fields)
-    ablated = [Cell("GDW (no constraint)", c.column, c.paper_column, c.config.replace(constraint=False), c.label,
+    ablated = [Cell(ABLATED, c.column, c.paper_column, c.config.replace(constraint=False), c.label,
                     c.paper_label) for c in cells if c.method == "GDW"]
     return cells + ablated
 

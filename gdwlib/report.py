@@ -15,7 +15,7 @@ from typing import Iterable
 import numpy as np
 import pandas as pd
 
-from .experiments import DATASET_NAMES, Cell
+from .experiments import ABLATED, DATASET_NAMES, Cell
 from .profiles import describe_override
 from .train import failure, find_result
 
@@ -126,10 +126,10 @@ def setting_caption(runs: pd.DataFrame) -> str:
         sizes = sorted({r["data"]["train_size"] for r in group})
         size = f"{sizes[0]:,}" if len(sizes) == 1 else f"{min(sizes):,}-{max(sizes):,}"
         staged = sorted({r["config"]["method"] for r in group} & {"Fine-tuning", "GLC"})  # their own epochs
-        staged = f" ({' and '.join(staged)}: see their set-up)" if staged else ""
+        own_setup = f" ({' and '.join(staged)}: see their set-up)" if staged else ""
         parts.append(
             f"{DATASET_NAMES.get(dataset, dataset)}, {MODEL_NAMES.get(model, model)}, {size} training images"
-            f"{' (subset)' if train_size else ''}, {epochs} epochs{staged}, "
+            f"{' (subset)' if train_size else ''}, {epochs} epochs{own_setup}, "
             f"seeds {', '.join(map(str, seeds))}; {len(group)} runs on {'; '.join(devices)}; "
             f"gdwlib {', '.join(commits)}")
     overrides = sorted({r["config"].get("override") for r in results} - {None})
@@ -303,7 +303,7 @@ def evaluate_claims(uniform: pd.DataFrame, long_tail: pd.DataFrame, ablation: pd
     else:
         rows.append(("longtail_0.01", "no mu = 0.01 runs", "not tested"))
 
-    gaps = [(c, *_gap(ablation, "GDW", "GDW (no constraint)", c)) for c in (c40, c60) if c in set(ablation["column"])]
+    gaps = [(c, *_gap(ablation, "GDW", ABLATED, c)) for c in (c40, c60) if c in set(ablation["column"])]
     if gaps:
         label = lambda c: ablation.loc[ablation.column == c, "label"].iloc[0]  # noqa: E731
         text = "; ".join(f"GDW minus GDW without it, {label(c)}: {g:+.2f} ± {s:.2f}" for c, g, s, _ in gaps)
@@ -328,7 +328,7 @@ def claims_by_network(uniform: pd.DataFrame, long_tail: pd.DataFrame, ablation: 
     The second network has no long-tailed runs: its long-tail claim is *not tested*."""
     frames = [evaluate_claims(uniform, long_tail, ablation, cost).assign(network=network_name(uniform))]
     if second is not None and len(second):
-        frames.append(evaluate_claims(second[second.method != "GDW (no constraint)"], long_tail.iloc[0:0],
+        frames.append(evaluate_claims(second[second.method != ABLATED], long_tail.iloc[0:0],
                                       second[second.method != "BaseModel"], cost).assign(network=network_name(second)))
     out = pd.concat(frames, ignore_index=True)
     order = {k: i for i, k in enumerate(dict.fromkeys(out["claim"]))}
