@@ -14,7 +14,7 @@ OPTIONS := $(if $(OVERRIDE),--override $(OVERRIDE)) $(if $(DATA_DIR),--data-dir 
 PARAMS  := $(if $(OVERRIDE),-p override $(OVERRIDE)) $(if $(DATA_DIR),-p data_dir $(DATA_DIR)) $(if $(PRETRAINED),-p pretrained $(PRETRAINED)) -p results_dir $(RESULTS) -p device $(DEVICE)
 EXPERIMENTS := 10-table2-uniform-noise 11-table3-flip-noise 12-table4-long-tail 13-table5-clothing1m 14-figures 15-report 16-summary
 
-.PHONY: book experiments test data env clean gpu-check browser-test
+.PHONY: book experiments test data env clean gpu-check gpu-check-quick gpu-tests browser-test
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -52,10 +52,16 @@ test: $(STAMP) data
 browser-test: $(STAMP)
 	GDW_BOOK_HTML=_build/html $(BIN)/python -m pytest tests/test_browser.py
 
-# The prepared GPU check (benchmarks/gpu_check.py, about 6 minutes): with the python that holds
-# PyTorch, no venv, so that it runs on a GPU machine as it is. Without CUDA it says so and exits 0.
-gpu-check:
-	PYTHONPATH=. $(PYTHON) benchmarks/gpu_check.py
+# The prepared GPU checks (benchmarks/gpu_check.py), with the python that holds PyTorch, no venv,
+# so that they run on a GPU machine as it is; results go to $OUT when set, else benchmarks/measured.
+# Without CUDA they say so and exit 0. COMMIT names the project's commit where the copy has no .git.
+COMMIT ?= $(shell git rev-parse --short=12 HEAD 2>/dev/null)
+gpu-check-quick:   # about 2 minutes: CUDA against the CPU, the tangent rules, the CUDA tests
+	PYTHONPATH=. $(PYTHON) benchmarks/gpu_check.py --quick $(if $(COMMIT),--commit $(COMMIT))
+gpu-check:         # about 7 minutes: the above (without the tests), every method's cost, runs per GPU, GPU-hours
+	PYTHONPATH=. $(PYTHON) benchmarks/gpu_check.py $(if $(COMMIT),--commit $(COMMIT))
+gpu-tests:         # every test of the files that hold CUDA tests, under the machine's own torch
+	PYTHONPATH=. $(PYTHON) benchmarks/gpu_check.py --sections cuda_tests --every-test $(if $(COMMIT),--commit $(COMMIT))
 
 clean:
 	rm -rf _build book/experiments

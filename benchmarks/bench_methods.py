@@ -45,6 +45,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from gdwlib._checks import deferred_checks  # noqa: E402
 from gdwlib.config import RunConfig  # noqa: E402
 from gdwlib.data.batches import Batch, Pipeline, Split  # noqa: E402
 from gdwlib.data.build import TrainingData  # noqa: E402
@@ -191,8 +192,16 @@ class Runner:
     meta: Any
     times: list[float] = field(default_factory=list)
 
-    def step(self) -> float:
+    def step(self) -> torch.Tensor:
         return self.method.train_step(next(self.batches), self.meta)
+
+    def steps(self, n: int) -> None:
+        """``n`` steps as the trainer takes them: value checks deferred, so nothing is read back
+        from the device inside an iteration; a failed check is raised after the ``n`` steps."""
+        with deferred_checks() as checks:
+            for _ in range(n):
+                self.step()
+        checks.raise_if_failed()
 
 
 def steady_epoch(method, config: RunConfig) -> int:
@@ -292,20 +301,23 @@ def synchronize(device: torch.device) -> None:
 
 
 def timed_block(runner: Runner, iters: int, device: torch.device) -> float:
-    """Seconds per iteration over ``iters`` consecutive steps."""
+    """Seconds per iteration over ``iters`` consecutive steps, taken as the trainer takes them
+    (:meth:`Runner.steps`); the deferred checks are read after the clock stops."""
     synchronize(device)
-    start = time.perf_counter()
-    for _ in range(iters):
-        runner.step()
-    synchronize(device)
-    return (time.perf_counter() - start) / iters
+    with deferred_checks() as checks:
+        start = time.perf_counter()
+        for _ in range(iters):
+            runner.step()
+        synchronize(device)
+        elapsed = time.perf_counter() - start
+    checks.raise_if_failed()
+    return elapsed / iters
 
 
 def time_runners(runners: list[Runner], args, device: torch.device) -> None:
     """Warm up each runner, then interleave them round-robin, rotating the order every round."""
     for r in runners:
-        for _ in range(args.warmup):
-            r.step()
+        r.steps(args.warmup)
     for k in range(args.rounds):
         for r in runners[k % len(runners):] + runners[:k % len(runners)]:
             r.times.append(timed_block(r, args.iters, device))
@@ -394,8 +406,9 @@ def memory_child(args, device: torch.device) -> None:
     """Inside the fresh subprocess: build one variant, warm it up, measure one iteration."""
     variant, shape = args._memory_child
     runner = build_runner(variant, SHAPES[shape], args, device)
-    runner.step()
-    result = cuda_step_memory(runner.step, device) if device.type == "cuda" else cpu_step_memory(runner.step)
+    runner.steps(1)
+    step = functools.partial(runner.steps, 1)
+    result = cuda_step_memory(step, device) if device.type == "cuda" else cpu_step_memory(step)
     print(MEMORY_TAG + json.dumps(result), flush=True)
 
 
@@ -517,7 +530,7 @@ def profile_runners(runners: list[Runner], device: torch.device, rows: int = 15)
     sort = "self_device_time_total" if device.type == "cuda" else "self_cpu_time_total"
     for r in runners:
         with profile(activities=activities) as prof:
-            r.step()
+            r.steps(1)
             synchronize(device)
         print(f"\n#### profile: {r.name}\n\n```\n{prof.key_averages().table(sort_by=sort, row_limit=rows)}\n```")
 
@@ -531,7 +544,7 @@ def run_shape(name: str, variants: list[str], args, device: torch.device) -> dic
     for v in variants:
         try:
             runner = build_runner(v, shape, args, device)
-            runner.step()  # fail here, not in the middle of the rounds
+            runner.steps(1)  # fail here, not in the middle of the rounds
             runners.append(runner)
         except Exception as e:  # a method this benchmark cannot set up: report it, time the others
             failures[v] = f"{type(e).__name__}: {e}"
@@ -543,7 +556,8 @@ def run_shape(name: str, variants: list[str], args, device: torch.device) -> dic
     if not args.no_memory:
         for r in runners:
             print(f"[{name}] memory of {r.name}", file=sys.stderr, flush=True)
-            memory[r.name] = cuda_step_memory(r.step, device) if device.type == "cuda" else measure_memory(args, r.name, name)
+            memory[r.name] = (cuda_step_memory(functools.partial(r.steps, 1), device) if device.type == "cuda"
+                              else measure_memory(args, r.name, name))
     return shape_summary(runners, memory, failures)
 
 

@@ -218,7 +218,7 @@ def gpu_check_summary(path: str | Path | None = None) -> str:
     path = Path(path or GPU_CHECK)
     if not path.exists():
         return ("**No GPU has been measured yet.** Every time in this book comes from a CPU. "
-                "`make gpu-check` on a machine with CUDA (about 6 minutes) writes `benchmarks/measured/gpu-check.json`; "
+                "`make gpu-check` on a machine with CUDA (about 7 minutes) writes `benchmarks/measured/gpu-check.json`; "
                 "the next build of the book shows it here.")
     result = json.loads(path.read_text())
     m = result["machine"]

@@ -23,6 +23,7 @@ tests compare them in float64 for every network of :mod:`gdwlib.models`.
 """
 from __future__ import annotations
 
+from collections import Counter
 from typing import Callable, Mapping
 
 import torch
@@ -141,21 +142,28 @@ def _forward_order(root) -> list:
     return order
 
 
-def graph_jvp(output: Tensor, tangents: Mapping[Tensor, Tensor]) -> Tensor | None:
+def graph_operations(output: Tensor) -> Counter:
+    """How many nodes of each kind (``ConvolutionBackward0``, ``CudnnBatchNormBackward0``, ...)
+    the graph ending at ``output`` holds: which kernels the device chose, and so which rules
+    :func:`graph_jvp` needs there."""
+    return Counter(type(node).__name__ for node in _forward_order(output.grad_fn)) if output.grad_fn else Counter()
+
+
+def graph_jvp(output: Tensor, tangents: Mapping[Tensor, Tensor], applied: Counter | None = None) -> Tensor | None:
     """``J v`` for ``output`` (the result of a forward pass whose graph is still held) in the
     direction ``tangents`` (leaf tensor -> its tangent; leaves not listed have tangent 0).
 
     Returns ``None`` if the graph holds an operation without a rule here (the caller then uses
     :func:`torch.func.jvp`); raises ``RuntimeError`` if the graph was freed by a backward
-    without ``retain_graph=True``.
+    without ``retain_graph=True``. ``applied``, when given, counts the rules used by node kind.
     """
     if output.grad_fn is None:
         return None
     with torch.no_grad():
-        return _push(output, tangents)
+        return _push(output, tangents, Counter() if applied is None else applied)
 
 
-def _push(output: Tensor, tangents: Mapping[Tensor, Tensor]) -> Tensor | None:
+def _push(output: Tensor, tangents: Mapping[Tensor, Tensor], applied: Counter) -> Tensor | None:
     by_leaf = {id(leaf): t for leaf, t in tangents.items()}
     order = _forward_order(output.grad_fn)
     readers = dict.fromkeys(order, 0)   # how many nodes still have to read each node's tangent
@@ -175,6 +183,7 @@ def _push(output: Tensor, tangents: Mapping[Tensor, Tensor]) -> Tensor | None:
         result = rule(node, [None if f is None else values[f] for f, _ in node.next_functions])
         if result is NotImplemented:
             return None
+        applied[name] += 1
         shape = node._input_metadata[0].shape   # the forward output's shape
         values[node] = result if result is None or result.shape == shape else result.expand(shape)
         for f, _ in node.next_functions:   # free each tangent once its last reader has it: one

@@ -1,7 +1,30 @@
-"""Shared fixtures: small float64 networks and batches, built independently of gdwlib."""
+"""Shared fixtures: small float64 networks and batches, built independently of gdwlib; the mark
+of the tests that need CUDA; Fashion-MNIST-shaped stand-in files. It imports nothing that the
+GPU machine lacks (torch, numpy and pytest only), as the CUDA tests run there."""
+import numpy as np
 import pytest
 import torch
 from torch import nn
+
+
+def cuda_only(test):
+    """A test that needs a CUDA device: skipped without one, and selected on a GPU machine by
+    ``pytest -m cuda`` (``benchmarks/gpu_check.py --quick`` runs them; its ``CUDA_TEST_FILES``
+    lists every file that has one)."""
+    return pytest.mark.cuda(pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device here")(test))
+
+
+def write_fashion_mnist_stand_in(directory, train: int = 500, test: int = 100, seed: int = 0):
+    """Random 28x28 images with balanced labels in Fashion-MNIST's four idx files: for the tests
+    that need the data set's shape, not its content, and must run where it is not installed."""
+    from gdwlib.data.idx import write_idx
+
+    rng = np.random.default_rng(seed)
+    directory.mkdir(parents=True, exist_ok=True)
+    for split, n in (("train", train), ("t10k", test)):
+        write_idx(directory / f"{split}-images-idx3-ubyte", rng.integers(0, 256, (n, 28, 28), dtype=np.uint8))
+        write_idx(directory / f"{split}-labels-idx1-ubyte", (np.arange(n) % 10).astype(np.uint8))
+    return directory
 
 
 @pytest.fixture(autouse=True)

@@ -3,7 +3,8 @@
 On the CPU the check runs every method's ``train_step`` on ``meta`` tensors, which have shapes
 but no data: anything that reads a value back to the host (``.item()``, ``float(t)``, ``if t:``,
 ``.cpu()``, ``.numpy()``, a boolean mask) raises there. On CUDA, where present, the same
-iteration runs under ``torch.cuda.set_sync_debug_mode("error")``.
+iteration runs under ``torch.cuda.set_sync_debug_mode("error")``. The data are Fashion-MNIST-shaped
+stand-ins, so that the file runs on a GPU machine without the data set.
 """
 import numpy as np
 import pytest
@@ -16,13 +17,17 @@ from gdwlib.methods import METHODS, get_method
 from gdwlib.profiles import profile_config
 from gdwlib.stats import WeightStats
 
+from conftest import cuda_only, write_fashion_mnist_stand_in
+
 META = torch.device("meta")
 
 
 def last_epoch_method(name: str, tmp_path, device: torch.device):
     """Method ``name`` of the smoke profile, set up for its last epoch (GLC's second phase, Gen-label
     after its warm-up), with its data on ``device``."""
-    config = profile_config("smoke", "fashion-mnist", results_dir=str(tmp_path), device="cpu", method=name)
+    data_dir = write_fashion_mnist_stand_in(tmp_path / "fashion-mnist")
+    config = profile_config("smoke", "fashion-mnist", results_dir=str(tmp_path), device="cpu", method=name,
+                            data_dir=str(data_dir))
     method = get_method(name)(config, build_data(config, torch.device("cpu")), torch.device("cpu"))
     epoch = method.num_epochs() - 1
     method.start_epoch(epoch, method.learning_rate(epoch))   # once per epoch: may read from the device
@@ -56,7 +61,7 @@ def test_the_meta_device_catches_a_read(tmp_path, monkeypatch):
         method.train_step(next(batches), None)
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device here: the meta-device test stands in")
+@cuda_only
 @pytest.mark.parametrize("name", sorted(METHODS))
 def test_a_cuda_iteration_does_not_synchronise(tmp_path, name):
     method, batches, meta = last_epoch_method(name, tmp_path, torch.device("cuda"))

@@ -9,7 +9,7 @@ from gdwlib.bilevel import meta_gradient
 from gdwlib.models import MODELS, build_model
 from gdwlib.tangents import graph_jvp
 
-from conftest import small_convnet
+from conftest import cuda_only, small_convnet
 
 SIZES = {"resnet18": (3, 32)}   # (channels, image size); the others take 1 x 28 x 28
 
@@ -106,7 +106,7 @@ def test_meta_gradient_read_off_the_graph_equals_the_second_forward(float64):
     assert graph.meta_loss.item() == pytest.approx(second.meta_loss.item(), rel=1e-14)
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device here")
+@cuda_only
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])   # float32 runs cuDNN's BatchNorm
 def test_cuda_graph_matches_forward_mode_ad(dtype):
     model = build_model("resnet32", 10, 3, 32).to("cuda", dtype).train()
