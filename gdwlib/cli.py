@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import signal
 import sys
 from collections import Counter
 
@@ -13,7 +14,7 @@ from .experiments import RequirementError
 from .methods import METHODS, NonFiniteLossError, check_options, get_method
 from .backends import BACKENDS, SlurmError
 from .experiments import MissingRunsError
-from .profiles import OVERRIDES, PROFILES, profile_config
+from .profiles import GPU_PROFILES, OVERRIDES, PROFILES, profile_config
 from .results import ResultsWriteError, UnreadableFileError, check_writable
 
 # what bad input, missing or damaged files, full disks and missing hardware raise: reported in one line
@@ -102,7 +103,8 @@ def parser() -> argparse.ArgumentParser:
     mode = sw.add_mutually_exclusive_group()
     mode.add_argument("--dry-run", action="store_true", help="count the runs by table and estimate their time")
     mode.add_argument("--status", action="store_true",
-                      help="pending / queued / running / done / diverged / failed, by table, with failed jobs' logs")
+                      help="pending / queued / running / done / diverged / failed / interrupted, by table, with failed "
+                           "jobs' logs")
     mode.add_argument("--check", action="store_true",
                       help="exit 1 and list the missing runs if any run has no result (what make book runs)")
     sw.add_argument("--cost", metavar="BENCHMARK.json",
@@ -119,7 +121,8 @@ def parser() -> argparse.ArgumentParser:
     slurm.add_argument("--partition")
     slurm.add_argument("--time", default="12:00:00", help="time limit per run (default 12:00:00); a run that "
                        "reaches it is requeued and resumes from its last epoch")
-    slurm.add_argument("--gpus", type=int, default=1, help="GPUs per run (default 1; 0 for CPU nodes)")
+    slurm.add_argument("--gpus", type=int, help="GPUs per run (default 1 for the paper profile, 0 for cpu and smoke; "
+                       "0 for CPU nodes)")
     slurm.add_argument("--cpus", type=int, default=4, help="CPU cores per run (default 4)")
     slurm.add_argument("--mem", help="memory per run, e.g. 32G (default: the partition's)")
     slurm.add_argument("--max-parallel", type=int, help="tasks of the array running at once")
@@ -133,8 +136,21 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+# what Ctrl-C says where it stopped no training (one that stops training says how far it got)
+INTERRUPTED = "interrupted; what was finished is kept. Run the same command again to resume."
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    try:
+        # held back while the command line loaded (see __main__); from here on it is reported in one line
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+        return _command(parser().parse_args(argv))
+    except KeyboardInterrupt as e:
+        print(f"\n{str(e) or INTERRUPTED}", file=sys.stderr)
+        return 130
+
+
+def _command(args: argparse.Namespace) -> int:
     if args.command == "methods":
         for name, cls in METHODS.items():
             print(f"{name:12s} {(cls.__doc__ or '').strip().splitlines()[0]}")
@@ -155,9 +171,6 @@ def main(argv: list[str] | None = None) -> int:
     except USER_ERRORS as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt as e:
-        print(f"\n{e}" if str(e) else "\ninterrupted", file=sys.stderr)
-        return 130
     print(f"{result['run_id']}: final accuracy {result['final_accuracy']:.2f}% "
           f"(mean of the last {result['final_epochs']} epochs), {result['wall_time']:.0f} s on {result['device']['type']}")
     return 0
@@ -168,8 +181,9 @@ def _sweep(args: argparse.Namespace) -> int:
     from .experiments import check_requirements, grid, sweep_command
 
     device = args.device
+    gpus = args.gpus if args.gpus is not None else int(args.profile in GPU_PROFILES)
     if args.backend == "slurm" and device == "auto":   # the jobs' device, not the login node's
-        device = "cuda" if args.gpus else "cpu"
+        device = "cuda" if gpus else "cpu"
     fields = dict(epochs=args.epochs, device=device, data_dir=args.data_dir, results_dir=args.results_dir)
     if args.override:
         fields["override"] = args.override
@@ -182,7 +196,7 @@ def _sweep(args: argparse.Namespace) -> int:
             from .backends.slurm import SlurmBackend
 
             backend = SlurmBackend(args.results_dir, logs=args.logs, partition=args.partition, time_limit=args.time,
-                                   gpus=args.gpus, cpus=args.cpus, mem=args.mem, sbatch=args.sbatch,
+                                   gpus=gpus, cpus=args.cpus, mem=args.mem, sbatch=args.sbatch,
                                    setup=args.setup, max_parallel=args.max_parallel, threads=args.threads)
             jobs = sweep.submit(configs, backend, args.results_dir)
             follow = sweep_command(args.profile, args.override, args.data_dir, args.results_dir, device=device,
@@ -209,9 +223,6 @@ def _sweep(args: argparse.Namespace) -> int:
     except USER_ERRORS as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt as e:
-        print(f"\n{e}" if str(e) else "\ninterrupted", file=sys.stderr)
-        return 130
     diverged = sum(r is None for r in results)
     print(f"{len(configs)} runs of the '{args.profile}' profile are finished"
           + (f" ({diverged} diverged: see failure.json in their run directories)" if diverged else ""))

@@ -29,6 +29,10 @@ PROFILES: dict[str, dict[str, dict]] = {
     },
 }
 
+# The profiles sized for a GPU; the others are sized for a CPU, and a Slurm sweep of them asks for no GPU
+# unless --gpus says otherwise.
+GPU_PROFILES = ("paper",)
+
 
 # The settings of a profile that the paper does not fix, each with its reason; the book shows
 # them beside the tables they shape. Change one with ``--set FIELD=VALUE``.

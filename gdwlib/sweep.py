@@ -4,8 +4,11 @@ backend (:mod:`gdwlib.backends`: this machine's CPU or GPUs, or a Slurm cluster)
 A run is *done* when its ``result.json`` is valid, *diverged* when it has a ``failure.json``,
 *running* while a process holds its run directory's lock or Slurm runs its task, *queued* while
 its Slurm task waits, *failed* when its last Slurm task ran and ended without either file (its
-log says why), and *pending* otherwise (a task cancelled before it started leaves no log). Only pending and failed runs are ever started, and the runs that
-others start from (Fine-tuning's BaseModel) come first.
+log says why), *interrupted* when it started otherwise and stopped unfinished (its run directory
+holds the lock file that training makes first, and the checkpoint after its last finished epoch if
+there was one), and *pending* otherwise (a task cancelled before it started leaves no log). Only
+pending, interrupted and failed runs are ever started (an interrupted one resumes), and the runs
+that others start from (Fine-tuning's BaseModel) come first.
 """
 from __future__ import annotations
 
@@ -18,7 +21,7 @@ from .config import RunConfig
 from .methods import get_method
 from .train import failure, find_result, is_training, run_directory, settled
 
-STATES = ("done", "diverged", "running", "queued", "failed", "pending")
+STATES = ("done", "diverged", "running", "queued", "failed", "interrupted", "pending")
 
 
 class SweepInterrupted(KeyboardInterrupt):
@@ -60,7 +63,9 @@ def state(config: RunConfig, active: dict[str, str], last_jobs: dict[str, dict] 
     if rid in active:
         return active[rid]
     job = (last_jobs or {}).get(rid)
-    return "failed" if job and Path(job["stderr"]).exists() else "pending"
+    if job and Path(job["stderr"]).exists():
+        return "failed"
+    return "interrupted" if (run_directory(config) / ".lock").exists() else "pending"
 
 
 def slurm_ledger(results_dir: str):

@@ -5,6 +5,7 @@ import math
 import os
 import pickle
 import tarfile
+import time
 
 import numpy as np
 import pytest
@@ -80,6 +81,25 @@ def test_fashion_mnist_is_decoded_once_while_its_files_are_unchanged(tmp_path, m
     third = load_fashion_mnist("train", tmp_path)
     assert len(reads) == 4 and len(third[0]) == 4
     np.testing.assert_array_equal(third[0], images[:4])
+
+
+@pytest.mark.parametrize("how", ["rewritten in place", "replaced by a copy"])
+def test_a_file_changed_with_the_same_size_and_time_is_decoded_again(tmp_path, how):
+    """A corrected copy of the same size that keeps the old modification time (``cp -p``, ``rsync -t``)."""
+    path = tmp_path / "train-images-idx3-ubyte"
+    write_idx(path, np.zeros((2, 28, 28), dtype=np.uint8))
+    before = os.stat(path)
+    assert memo.decoded("images", [path], lambda: (read_idx(path),))[0].max() == 0
+    time.sleep(0.05)   # what a real rewrite takes at least: more than a tick of the kernel's file clock
+    if how == "rewritten in place":
+        write_idx(path, np.ones((2, 28, 28), dtype=np.uint8))
+    else:
+        write_idx(tmp_path / "copy", np.ones((2, 28, 28), dtype=np.uint8))
+        os.replace(tmp_path / "copy", path)
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    after = os.stat(path)
+    assert (after.st_size, after.st_mtime_ns) == (before.st_size, before.st_mtime_ns)
+    assert memo.decoded("images", [path], lambda: (read_idx(path),))[0].max() == 1
 
 
 def test_decoded_keeps_the_newest_entries_and_nothing_for_a_failed_decode(tmp_path):

@@ -84,6 +84,57 @@ def test_ctrl_c_stops_a_sweep_within_seconds_and_says_how_to_resume(tmp_path):
     assert live_members(sweep.pid) == []
 
 
+def loading_torch(pid: int) -> bool:
+    """Whether ``pid`` has begun to load torch's libraries (it takes seconds on a loaded machine)."""
+    try:
+        return "libtorch" in Path(f"/proc/{pid}/maps").read_text()
+    except OSError:
+        return False
+
+
+def worker_loading_torch(pgid: int) -> bool:
+    """Whether a spawned worker of the sweep has begun to load torch."""
+    for pid in live_members(pgid):
+        try:
+            worker = b"--multiprocessing-fork" in Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if worker and loading_torch(pid):
+            return True
+    return False
+
+
+@pytest.mark.parametrize("backend, moment", [
+    (["--workers", "1"], "loading"), (["--workers", "1"], "training"),
+    (["--workers", "2"], "loading"), (["--workers", "2"], "workers starting"),
+    (["--devices", "cpu,cpu", "--runs-per-device", "1"], "workers starting"),
+    (["--devices", "cpu,cpu", "--runs-per-device", "1"], "training"),
+], ids=lambda v: v if isinstance(v, str) else "-".join(v[:2]))
+def test_ctrl_c_at_any_moment_gives_one_line_and_no_traceback(tmp_path, backend, moment):
+    """Ctrl-C to the process group while the sweep loads torch, while its spawned workers start
+    (they import torch), and while runs train: one line, exit 130, nothing left running."""
+    sweep = subprocess.Popen([sys.executable, "-m", "gdwlib", "sweep", "--profile", "smoke", *backend,
+                              "--results-dir", str(tmp_path)], env=ENV, start_new_session=True,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    reached = {"loading": lambda: loading_torch(sweep.pid), "workers starting": lambda: worker_loading_torch(sweep.pid),
+               "training": lambda: any((tmp_path / "runs").glob("*/checkpoint.pt"))}[moment]
+    deadline = time.time() + 120
+    while not reached() and time.time() < deadline and sweep.poll() is None:
+        time.sleep(0.01)
+    assert sweep.poll() is None and reached(), f"the sweep never reached the moment: {moment}"
+    os.killpg(sweep.pid, signal.SIGINT)
+    _, err = sweep.communicate(timeout=60)
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err and "terminate called" not in err, err
+    assert sweep.returncode == 130, err
+    lines = [line for line in err.splitlines() if "interrupted" in line]
+    assert len(lines) == 1 and lines[0] == err.strip().splitlines()[-1], err
+    assert lines[0].startswith("interrupted") and "Run the same command again" in lines[0]
+    deadline = time.time() + 10   # the resource tracker ends after the sweep, once it sees the sweep gone
+    while live_members(sweep.pid) and time.time() < deadline:
+        time.sleep(0.1)
+    assert live_members(sweep.pid) == []
+
+
 # ----- 2. divergence ----------------------------------------------------------------------------
 
 @pytest.mark.parametrize("method", sorted(METHODS))

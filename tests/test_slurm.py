@@ -2,6 +2,7 @@
 ``scripts/slurm-local.sh`` (which installs Debian's slurm-wlm and munge where they are missing).
 Where it cannot start (not root, no package manager), the tests are skipped and say why, unless
 GDW_REQUIRE_SLURM is set (CI), where that is a failure."""
+import multiprocessing
 import os
 import re
 import subprocess
@@ -14,7 +15,7 @@ import torch
 
 from gdwlib import sweep, train
 from gdwlib.backends import SlurmError
-from gdwlib.backends.ledger import Ledger
+from gdwlib.backends.ledger import Ledger, slurm_queue
 from gdwlib.backends.slurm import SlurmBackend
 from gdwlib.experiments import table_cells
 from gdwlib.profiles import profile_config
@@ -115,7 +116,7 @@ def test_a_slurm_sweep_equals_the_local_one_and_is_never_submitted_twice(slurm, 
     assert "submitted 0 run(s)" in last.stdout
     rows = status_table(gdw("sweep", *SELECTION, "--results-dir", cluster, "--status").stdout)
     assert rows["table2"] == {"runs": 12, "new": 12, "done": 12, "diverged": 0, "running": 0, "queued": 0,
-                              "failed": 0, "pending": 0}
+                              "failed": 0, "interrupted": 0, "pending": 0}
 
 
 def test_a_requeued_job_resumes_from_its_checkpoint_with_the_same_numbers(slurm, tmp_path):
@@ -153,6 +154,77 @@ def test_a_job_that_fails_keeps_its_log_and_status_shows_it(slurm, tmp_path):
     wait_until(lambda: squeue(job) is None, 120, "the job to end")
     [(state, log)] = sweep.status([config], config.results_dir).values()
     assert state == "failed" and "FileNotFoundError" in Path(log).read_text()
+
+
+# the tasks of these tests wait in their setup line (two run, the others queue), train nothing, and are cancelled
+WAITING = ["--setup", "sleep 600"]
+
+
+def cancel_new(before: set[str]) -> None:
+    """Cancel every job that Slurm lists now and did not list in ``before``."""
+    jobs = sorted({job.split("_")[0] for job in set(slurm_queue()) - before})
+    if jobs:
+        subprocess.run(["scancel", *jobs], check=True)
+
+
+def sweep_once_both_have_chosen(barrier, argv: list[str]) -> None:
+    """One of two sweeps started together: it chooses its runs, waits until the other has chosen
+    too, and only then submits, so that both pass the filter before the ledger's lock."""
+    from gdwlib import cli
+
+    submit = SlurmBackend.submit
+
+    def after_the_other_chose(self, waves):
+        barrier.wait(timeout=120)
+        return submit(self, waves)
+
+    SlurmBackend.submit = after_the_other_chose
+    sys.exit(cli.main(argv))
+
+
+def test_two_sweeps_started_together_submit_each_run_once(slurm, tmp_path):
+    results = str(tmp_path / "results")
+    context = multiprocessing.get_context("spawn")
+    barrier = context.Barrier(2)
+    argv = ["sweep", *SELECTION, *SLURM, *WAITING, "--results-dir", results]
+    sweeps = [context.Process(target=sweep_once_both_have_chosen, args=(barrier, argv)) for _ in range(2)]
+    before = set(slurm_queue())
+    try:
+        for s in sweeps:
+            s.start()
+        for s in sweeps:
+            s.join(180)
+        assert [s.exitcode for s in sweeps] == [0, 0]
+        ledger = Ledger(results).read()
+        runs = [e["run_id"] for e in ledger.values()]
+        assert len(runs) == len(set(runs)) == 12
+        assert set(slurm_queue()) - before == set(ledger)   # and no task that the ledger does not know of
+        # submit again, straight to the backend (no filter before the lock), once some tasks run
+        wait_until(lambda: "running" in Ledger(results).active().values(), 60, "a task to start")
+        configs = [c.config for c in table_cells("table2", "smoke", methods=SELECTION[5].split(","), device="cpu",
+                                                 results_dir=results)]
+        backend = SlurmBackend(results, partition="debug", gpus=0, cpus=1, setup=WAITING[1:])
+        assert backend.submit([configs]) == []
+        assert Ledger(results).read() == ledger
+    finally:
+        cancel_new(before)
+
+
+def test_a_cluster_without_gpus_says_what_to_do_and_cpu_profiles_ask_for_none(slurm, tmp_path):
+    results = str(tmp_path / "results")
+    out = gdw("sweep", *SELECTION, *SLURM[:4], "--gpus", "1", "--cpus", "1", "--results-dir", results, check=False)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert out.stderr.strip() == ("error: sbatch refused the job array: sbatch: error: Invalid generic resource (gres) "
+                                  "specification: partition 'debug' offers no GPUs through gres (Slurm's generic "
+                                  "resources), and each run asks for 1; pass --gpus 0 to run on CPU nodes, or name a "
+                                  "GPU partition with --partition")
+    assert not Ledger(results).read()
+    before = set(slurm_queue())
+    try:   # the smoke profile without --gpus asks for none: the cluster takes its tasks
+        out = gdw("sweep", *SELECTION, *SLURM[:4], "--cpus", "1", *WAITING, "--results-dir", results)
+        assert "submitted 12 run(s)" in out.stdout
+    finally:
+        cancel_new(before)
 
 
 def test_bad_slurm_input_gets_one_line(slurm, tmp_path):

@@ -99,3 +99,28 @@ def test_dry_run_counts_the_grid_and_prices_it_from_a_stored_benchmark(tmp_path)
     assert rows["table3"][1:3] == ["300", "200"]   # the clean column is Table 2's
     assert out.stdout.splitlines()[0].endswith("GPU-hours to train")
     assert f"read from the stored benchmark result {cost}: cuda (Some GPU" in out.stdout
+
+
+def test_a_run_stopped_before_its_first_checkpoint_counts_as_interrupted_and_resumes(tmp_path, monkeypatch):
+    """Ctrl-C before the first epoch ended leaves a run directory that holds only its lock: --status
+    counts it as interrupted, and the next sweep trains it."""
+    from gdwlib.experiments import table_cells
+
+    configs = [c.config for c in table_cells("table2", "smoke", methods=["BaseModel"], device="cpu",
+                                             results_dir=str(tmp_path))]
+    stopped = configs[0]
+    monkeypatch.setattr(train, "evaluate", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt))
+    with pytest.raises(KeyboardInterrupt):
+        train.run(stopped, progress=False)
+    monkeypatch.undo()
+    assert [p.name for p in train.run_directory(stopped).iterdir()] == [".lock"]
+    out = gdw("sweep", "--profile", "smoke", "--tables", "table2", "--methods", "BaseModel", "--device", "cpu",
+              "--results-dir", str(tmp_path), "--status")
+    assert out.returncode == 0, out.stderr
+    header, *rows = out.stdout.splitlines()
+    assert rows[-1].startswith("all (each run once) ")
+    counts = dict(zip(header.split()[1:], map(int, rows[-1].split()[4:])))
+    assert counts["runs"] == len(configs) == 3 and counts["interrupted"] == 1 and counts["pending"] == 2, out.stdout
+    (result,) = sweep.run_all([stopped], workers=1, progress=False)
+    assert result["history"] and result["resumed_after_epochs"] == []   # no checkpoint: trained from the start
+    assert sweep.status([stopped], str(tmp_path))[stopped] == ("done", None)

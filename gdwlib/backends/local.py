@@ -5,7 +5,8 @@ Ctrl-C stops a sweep within seconds: queued runs are not started, running ones s
 are (each keeps its checkpoint after its last finished epoch), and running the same command again
 resumes. A terminal sends SIGINT to the whole process group; a worker that receives it stops its
 run and starts no other, and the backend forwards the signal to its workers in case it came to
-the sweep alone (``kill -INT``).
+the sweep alone (``kill -INT``). Workers start with SIGINT blocked and take it only once they are
+ready for it: one that came while a worker still imported torch would end it with a traceback.
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import multiprocessing
 import os
 import signal
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from contextlib import contextmanager
 
 import torch
 from tqdm import tqdm
@@ -35,17 +37,21 @@ def check_devices(devices: list[str]) -> None:
 
 
 _stopping = False   # in a worker: a SIGINT arrived, start no further run
+_training = False   # in a worker: a run trains, and a SIGINT stops it
 
 
 def _on_sigint(signum, frame) -> None:
     global _stopping
-    if not _stopping:  # the first one stops the run; a forwarded second one must not hit the worker's own loop
-        _stopping = True
+    first, _stopping = not _stopping, True
+    # only the first, and only in a run: anywhere else (between runs, a forwarded second one) it would
+    # hit the pool's own loop, which ends the worker with a traceback
+    if first and _training:
         raise KeyboardInterrupt
 
 
 def _init_worker(threads: int, slots) -> None:
     signal.signal(signal.SIGINT, _on_sigint)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})   # one that came while the worker started arrives now
     torch.set_num_threads(threads)
     device = slots.get() if slots is not None else "cpu"
     if device.startswith("cuda:"):  # before this process touches CUDA: "cuda" then means this GPU
@@ -53,8 +59,23 @@ def _init_worker(threads: int, slots) -> None:
 
 
 def _train(config: RunConfig) -> None:
-    if not _stopping:
-        train_or_record(config)
+    global _training
+    _training = True   # before the check: a SIGINT between the two then still stops the run
+    try:
+        if not _stopping:
+            train_or_record(config)
+    finally:
+        _training = False
+
+
+@contextmanager
+def _sigint_blocked():
+    """SIGINT waits while this holds, and processes started meanwhile start with it blocked."""
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, before)   # one that came meanwhile arrives here
 
 
 def _stop(pool: ProcessPoolExecutor) -> None:
@@ -114,7 +135,8 @@ class LocalBackend:
                 pool = ProcessPoolExecutor(self.workers, mp_context=context, initializer=_init_worker,
                                            initargs=(self.threads, self._slots(context)))
                 try:
-                    waiting = {pool.submit(_train, c) for c in wave}
+                    with _sigint_blocked():   # the pool starts its workers as runs are submitted
+                        waiting = {pool.submit(_train, c) for c in wave}
                     while waiting:
                         finished, waiting = wait(waiting, return_when=FIRST_COMPLETED)
                         for future in finished:

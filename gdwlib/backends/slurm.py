@@ -1,5 +1,5 @@
 """A Slurm cluster, through submitit: every pending run becomes one task of a job array, with
-one GPU by default.
+``gpus`` GPUs (the command line asks for one under the paper profile, none under cpu and smoke).
 
 - **Requeue.** A task that is preempted or reaches its time limit is requeued by submitit (the
   run's callable is :class:`submitit.helpers.Checkpointable`) and resumes from the run's last
@@ -16,6 +16,8 @@ one GPU by default.
 """
 from __future__ import annotations
 
+import contextlib
+import io
 import re
 import shutil
 import subprocess
@@ -128,6 +130,16 @@ class SlurmBackend:
         return c.replace(results_dir=str(Path(c.results_dir).resolve()), threads=self.threads, device=device,
                          data_dir=str(Path(c.data_dir).resolve()) if c.data_dir else None)
 
+    def _refusal(self, reason: str) -> str:
+        """sbatch's refusal, with what it means and what to do where that is known."""
+        gpus = self.parameters.get("gpus_per_node")
+        if gpus and "Invalid generic resource (gres)" in reason:   # Slurm knows no GPUs where the tasks would go
+            where = f"partition {self.parameters['partition']!r}" if "partition" in self.parameters else "the cluster"
+            return (f"sbatch refused the job array: {reason}: {where} offers no GPUs through gres (Slurm's generic "
+                    f"resources), and each run asks for {gpus}; pass --gpus 0 to run on CPU nodes, or name a GPU "
+                    "partition with --partition")
+        return f"sbatch refused the job array: {reason}"
+
     def submit(self, waves: list[list[RunConfig]]) -> list[str]:
         """Queue every run of ``waves`` that is not finished, queued or running; one job array per
         wave, each waiting for the arrays before it. Returns the new job ids."""
@@ -143,10 +155,13 @@ class SlurmBackend:
                 if after:
                     extra["dependency"] = "afterany:" + ":".join(after)
                 executor.update_parameters(**{**self.parameters, "additional_parameters": extra})
+                printed = io.StringIO()
                 try:
-                    submitted = executor.map_array(SlurmRun(), wave)
+                    with contextlib.redirect_stderr(printed):   # submitit prints sbatch's refusal; one line says it
+                        submitted = executor.map_array(SlurmRun(), wave)
                 except Exception as e:  # noqa: BLE001 - sbatch's refusal arrives as submitit's generic error
-                    raise SlurmError(f"sbatch refused the job array: {str(e).strip().splitlines()[-1]}") from None
+                    raise SlurmError(self._refusal(str(e).strip().splitlines()[-1])) from None
+                sys.stderr.write(printed.getvalue())
                 now = time.time()
                 for job, config in zip(submitted, wave):
                     ledger[job.job_id] = {"run_id": run_directory(config).name, "submitted": now,
