@@ -1,2 +1,24 @@
-"""gdwlib: Generalized Data Weighting (class-level gradient manipulation), reproduced."""
+"""gdwlib: Generalized Data Weighting (class-level gradient manipulation), reproduced.
+
+The public API, for GDW on your own model and data (imported on first use, so that
+``import gdwlib`` stays light):
+
+- :class:`GDW`, :class:`MWNet`, :class:`L2RW` (:mod:`gdwlib.reweighting`): a training step for
+  any ``torch.nn.Module`` classifier, called from your own loop;
+- :class:`InstanceWeights` (:mod:`gdwlib.instance_weights`): the weights learned per instance;
+- :func:`carve_meta_set` (:mod:`gdwlib.data.split`): a clean meta set from a per-class budget or
+  from trusted indices.
+"""
+from importlib import import_module
+
 __version__ = "0.1.0"
+
+_PUBLIC = {"GDW": "reweighting", "MWNet": "reweighting", "L2RW": "reweighting", "StepWeights": "reweighting",
+           "InstanceWeights": "instance_weights", "carve_meta_set": "data.split"}
+__all__ = sorted(_PUBLIC)
+
+
+def __getattr__(name: str):
+    if name in _PUBLIC:
+        return getattr(import_module(f".{_PUBLIC[name]}", __name__), name)
+    raise AttributeError(f"module 'gdwlib' has no attribute {name!r}")

@@ -74,6 +74,17 @@ def defer(bad: Tensor, message: str, error: type[Exception] = NumericalError) ->
     return True
 
 
+class NonFiniteLossError(NumericalError):
+    """The loss (or the gradient sent back) became NaN or infinite."""
+
+
+def check_finite(value: Tensor, what: str = "loss") -> None:
+    """``value`` holds no NaN or infinity (deferred inside :func:`deferred_checks`)."""
+    bad = ~torch.isfinite(value).all()
+    if not defer(bad, f"the {what} is NaN or infinite") and bad:
+        raise NonFiniteLossError(f"the {what} is {'NaN' if torch.isnan(value).any() else 'infinite'}")
+
+
 def check_matrix(x: Tensor, name: str) -> None:
     """An (n, C) floating-point tensor without NaN or infinity."""
     if not isinstance(x, Tensor):

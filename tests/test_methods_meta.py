@@ -9,11 +9,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from gdwlib import reweighting
 from gdwlib import train as train_module
 from gdwlib.data.batches import Batch
 from gdwlib.data.build import build_data
 from gdwlib.methods.insw import INSW, insw_meta_gradient
-from gdwlib.methods.l2rw import L2RW, l2rw_instance_weights, l2rw_weights
+from gdwlib.methods.l2rw import L2RW
+from gdwlib.reweighting import l2rw_instance_weights, l2rw_weights
 from gdwlib.profiles import profile_config
 
 CLASSES = {cls.name: cls for cls in (L2RW, INSW)}
@@ -95,6 +97,7 @@ def test_l2rw_zero_meta_gradient_gives_zero_weights_and_a_weight_decay_only_step
     method, _, batch, meta = method_and_batches(tmp_path, "L2RW", meta_method=meta_method)
     method.model = nn.Sequential(nn.Flatten(), nn.Linear(784, 10, bias=False))
     method.optimizer = torch.optim.SGD(method.model.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
+    method.reweighter = reweighting.L2RW(method.model, method.optimizer, meta_method=meta_method)
     zero_meta = Batch(torch.zeros_like(meta.x), meta.y, meta.y, meta.index)
     logits = method.model(batch.x)
     w, _ = l2rw_instance_weights(method.model, logits, batch.x, batch.y, zero_meta.x, zero_meta.y, 0.05,

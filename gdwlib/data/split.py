@@ -57,3 +57,27 @@ def overlapping_meta_split(
     meta, _ = _draw(labels, counts, np.random.RandomState(meta_seed))
     _, train = _draw(labels, counts, np.random.RandomState(train_seed))
     return meta, train
+
+
+def carve_meta_set(labels: Sequence[int] | np.ndarray, *, per_class: int | None = None,
+                   trusted: Sequence[int] | np.ndarray | None = None, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """``(meta_idx, train_idx)`` for your own training set, whose ``labels`` are partly wrong: the
+    meta set is either ``per_class`` instances of each class drawn at random (whose labels you
+    should then check by hand: GDW trusts them) or the ``trusted`` indices someone has checked.
+    The two parts are disjoint and every class must have meta instances."""
+    labels = np.asarray(labels)
+    if (per_class is None) == (trusted is None):
+        raise ValueError("give exactly one of `per_class` (a budget per class) and `trusted` (checked indices)")
+    num_classes = int(labels.max()) + 1 if labels.size else 0
+    if per_class is not None:
+        return meta_split(labels, int(per_class), np.random.default_rng(seed))
+    meta = np.asarray(trusted, dtype=np.int64).reshape(-1)
+    if meta.size and (meta.min() < 0 or meta.max() >= labels.size):
+        raise ValueError(f"`trusted` holds indices outside [0, {labels.size}): {meta[(meta < 0) | (meta >= labels.size)][:5]}")
+    if np.unique(meta).size != meta.size:
+        raise ValueError(f"`trusted` lists {meta.size - np.unique(meta).size} index(es) twice")
+    missing = sorted(set(range(num_classes)) - set(labels[meta].tolist()))
+    if missing:
+        raise ValueError(f"no trusted instance of class(es) {missing}: the meta set needs every class")
+    train = np.setdiff1d(np.arange(labels.size), meta)
+    return meta, train

@@ -18,31 +18,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .._checks import NumericalError, defer
+from .._checks import NonFiniteLossError, check_finite  # noqa: F401 - NonFiniteLossError: gdwlib.methods exports it
+from ..update import step_through_logits
 from ..config import RunConfig
 from ..data.batches import Batch
 from ..gradients import D1
 from ..models import build_model
-
-
-class NonFiniteLossError(NumericalError):
-    """The loss (or the gradient sent back) became NaN or infinite."""
-
-
-def check_finite(value: Tensor, what: str = "loss") -> None:
-    """``value`` holds no NaN or infinity (deferred inside :func:`gdwlib._checks.deferred_checks`)."""
-    bad = ~torch.isfinite(value).all()
-    if not defer(bad, f"the {what} is NaN or infinite") and bad:
-        raise NonFiniteLossError(f"the {what} is {'NaN' if torch.isnan(value).any() else 'infinite'}")
-
-
-def step_through_logits(optimizer: torch.optim.Optimizer, logits: Tensor, G: Tensor) -> None:
-    """The update every method ends with: send ``G`` into the logits of the real forward (one
-    backward pass) and take the optimiser's step."""
-    check_finite(G, "gradient sent into the logits")
-    optimizer.zero_grad(set_to_none=True)
-    logits.backward(G)
-    optimizer.step()
 
 
 def cosine_lr(lr: float, epoch: int, epochs: int) -> float:

@@ -12,7 +12,7 @@ from ..bilevel import MetaMethod, meta_backward
 from ..data.batches import Batch
 from ..gradients import D1
 from .base import Method, check_finite, step_through_logits
-from .l2rw import linear_normalise
+from ..reweighting import linear_normalise
 
 PHI_FLOOR = 1e-5          # the authors' EPSILON: the lower clamp of phi
 NORMALISE_THRESHOLD = 1e-8  # below this batch sum of phi the authors' code returns zero weights

@@ -5,51 +5,12 @@ from __future__ import annotations
 
 from typing import Iterator
 
-import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from ..bilevel import MetaMethod, meta_gradient, trainable_parameters
+from .. import reweighting
 from ..data.batches import Batch
-from ..gradients import D1
-from .base import Method, check_finite, step_through_logits
 
-
-def instance_meta_gradient(grad_G: Tensor, d1: Tensor) -> Tensor:
-    """``dL_meta/deps_i = sum_c dL_meta/dG_ic D1_ic`` for the logit gradient ``G = eps (x) D1``."""
-    return (grad_G * d1).sum(dim=1)
-
-
-def linear_normalise(scores: Tensor, threshold: float = 0.0) -> Tensor:
-    """``w = max(s, 0) / sum_j max(s_j, 0)``, or all zeros when that sum is ``<= threshold``."""
-    clipped = scores.clamp(min=0)
-    total = clipped.sum()
-    return torch.where(total <= threshold, torch.zeros_like(clipped), clipped / total)   # decided on the device
-
-
-def l2rw_weights(grad_eps: Tensor) -> Tensor:
-    """Steps 4-5 of L2RW's Algorithm 1: ``w~_i = max(-dL_meta/deps_i, 0)``, ``w = w~ / sum w~``.
-
-    At ``eps = 0`` the look-ahead is ``theta`` itself, so ``-dL_meta/deps_i`` is
-    ``lr <grad l_i(theta), grad L_meta(theta)>``: an example gets weight only when its gradient
-    points the way the clean batch's gradient does. When no example does, all weights are zero.
-    """
-    return linear_normalise(-grad_eps)
-
-
-def l2rw_instance_weights(
-    model: nn.Module, logits: Tensor, x: Tensor, y: Tensor, x_meta: Tensor, y_meta: Tensor, lr: float,
-    *, method: MetaMethod = "jvp",
-) -> tuple[Tensor, Tensor]:
-    """The L2RW weights of the batch ``x`` (``logits = model(x)``) and the meta loss at ``theta``.
-
-    ``dL_meta/dG`` comes from the shared primitive at ``G = 0``; no step is taken, so the
-    look-ahead gradient ``J^T G`` is zero and needs no backward pass.
-    """
-    d1 = D1(logits.detach(), y)
-    zero_step = {k: torch.zeros_like(p) for k, p in trainable_parameters(model).items()}
-    mg = meta_gradient(model, x, torch.zeros_like(d1), x_meta, y_meta, lr, method=method, step_grads=zero_step,
-                       logits=logits)
-    return l2rw_weights(instance_meta_gradient(mg.grad_G, d1)), mg.meta_loss
+from .base import Method
 
 
 class L2RW(Method):
@@ -76,11 +37,10 @@ class L2RW(Method):
     revision = 2  # 2: J v read off the real forward's graph (gdwlib.tangents); equal up to rounding
     uses_meta = True
 
+    def __init__(self, config, data, device):
+        super().__init__(config, data, device)
+        self.reweighter = reweighting.L2RW(self.model, self.optimizer, meta_method=config.meta_method)
+
     def train_step(self, batch: Batch, meta: Iterator[Batch]) -> Tensor:
         m = next(meta)
-        logits, loss = self.forward(batch)
-        w, meta_loss = l2rw_instance_weights(self.model, logits, batch.x, batch.y, m.x, m.y, self.lr,
-                                             method=self.config.meta_method)
-        check_finite(meta_loss, "meta loss")
-        step_through_logits(self.optimizer, logits, w[:, None] * D1(logits.detach(), batch.y))
-        return loss
+        return self.reweighter.step(batch.x, batch.y, m.x, m.y)

@@ -9,13 +9,11 @@ from __future__ import annotations
 
 from typing import Iterator
 
-import torch
 from torch import Tensor
 
-from ..bilevel import first_stage_weights, gdw_iteration, weighted_meta_step
+from .. import reweighting
 from ..data.batches import Batch
-from ..models import WeightingNetwork
-from .base import Method, check_finite, step_through_logits
+from .base import Method
 
 
 class MWNet(Method):
@@ -29,30 +27,22 @@ class MWNet(Method):
 
     def __init__(self, config, data, device):
         super().__init__(config, data, device)
-        self.vnet = WeightingNetwork(config.vnet_hidden).to(device)
-        self.vnet_optimizer = torch.optim.Adam(self.vnet.parameters(), lr=config.vnet_lr,
-                                               weight_decay=config.vnet_weight_decay)
+        self.reweighter = self.make_reweighter(config)
+        self.vnet, self.vnet_optimizer = self.reweighter.vnet, self.reweighter.vnet_optimizer
 
-    @staticmethod
-    def _check(step) -> None:
-        check_finite(step.losses.mean())
-        check_finite(step.meta_loss, "meta loss")
+    def make_reweighter(self, config) -> reweighting.MWNet:
+        """The public API's object on this run's model and optimiser: the same code path."""
+        return reweighting.MWNet(self.model, self.optimizer, vnet_hidden=config.vnet_hidden, vnet_lr=config.vnet_lr,
+                                 vnet_weight_decay=config.vnet_weight_decay, meta_method=config.meta_method,
+                                 clamp_max=config.clamp_max)
 
     def train_step(self, batch: Batch, meta: Iterator[Batch]) -> Tensor:
-        c, m = self.config, next(meta)
-        self.model.train()
-        step = weighted_meta_step(self.model, self.vnet, batch.x, batch.y, m.x, m.y, self.lr,
-                                  vnet_optimizer=self.vnet_optimizer, clamp_max=c.clamp_max, constraint=False,
-                                  method=c.meta_method)
-        self._check(step)
-        with torch.no_grad():
-            w_new = self.vnet(step.losses[:, None]).reshape(-1)
-        G = w_new[:, None] * step.d1 / len(batch)
-        step_through_logits(self.optimizer, step.logits, G)
+        m = next(meta)
+        loss = self.reweighter.step(batch.x, batch.y, m.x, m.y)
         if self.stats is not None:
-            self.stats.record(batch.y, batch.y_true, batch.index, step.w, step.omega,
-                              first_stage_weights(w_new, self.num_classes))
-        return step.losses.mean()
+            last = self.reweighter.last
+            self.stats.record(batch.y, batch.y_true, batch.index, last.w, last.omega, last.omega_prime)
+        return loss
 
 
 class GDW(MWNet):
@@ -64,15 +54,8 @@ class GDW(MWNet):
 
     name = "GDW"
 
-    def train_step(self, batch: Batch, meta: Iterator[Batch]) -> Tensor:
-        c, m = self.config, next(meta)
-        self.model.train()
-        it = gdw_iteration(self.model, self.vnet, batch.x, batch.y, m.x, m.y, self.lr,
-                           vnet_optimizer=self.vnet_optimizer, rule=c.step_rule, outer_lr=c.outer_lr,
-                           omega_lr=c.omega_lr, clip=c.clip, clamp_max=c.clamp_max, constraint=c.constraint,
-                           method=c.meta_method)
-        self._check(it)
-        step_through_logits(self.optimizer, it.logits, it.G_step3)
-        if self.stats is not None:
-            self.stats.record(batch.y, batch.y_true, batch.index, it.w, it.omega, it.omega_prime)
-        return it.losses.mean()
+    def make_reweighter(self, config) -> reweighting.GDW:
+        return reweighting.GDW(self.model, self.optimizer, vnet_hidden=config.vnet_hidden, vnet_lr=config.vnet_lr,
+                               vnet_weight_decay=config.vnet_weight_decay, meta_method=config.meta_method,
+                               clamp_max=config.clamp_max, step_rule=config.step_rule, outer_lr=config.outer_lr,
+                               omega_lr=config.omega_lr, clip=config.clip, constraint=config.constraint)
