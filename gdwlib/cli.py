@@ -133,6 +133,34 @@ def parser() -> argparse.ArgumentParser:
     slurm.add_argument("--logs", help="job logs folder (default <results-dir>/slurm/logs); the results, the logs and "
                        "the virtual environment must be on a file system the compute nodes share")
     sub.add_parser("methods", help="list the methods")
+    f = sub.add_parser("fit", help="train a classifier on your own images with GDW; rank its suspected label errors",
+                       description="Train on your own data (image folders in torchvision's ImageFolder layout, one "
+                                   "folder per class, or .npz files with arrays x and y) with GDW, MW-Net, L2RW or "
+                                   "BaseModel. Writes the model, the learned weights per instance, label_issues.csv "
+                                   "(every training image, most suspect first) and result.json into --out. A killed "
+                                   "fit resumes when the same command runs again.")
+    f.add_argument("--train", required=True, help="training images: a folder of class folders, or an .npz file")
+    f.add_argument("--meta", help="the clean meta set, same layout and classes (or --meta-per-class)")
+    f.add_argument("--meta-per-class", type=int, help="draw this many training images per class as the meta set "
+                   "instead (their labels must then be right: check them)")
+    f.add_argument("--test", help="test images, same layout (default: accuracy is measured on the meta set)")
+    f.add_argument("--out", required=True, help="output folder")
+    f.add_argument("--method", default="GDW", help="GDW (default), MWNet, L2RW or BaseModel")
+    f.add_argument("--model", default="small_cnn", help="small_cnn (default), resnet32, mlp_bn, ... or any torchvision "
+                   "classification model by name (e.g. resnet50)")
+    f.add_argument("--weights", help="pretrained weights of --model, a local state_dict file")
+    f.add_argument("--epochs", type=int, default=10)
+    f.add_argument("--batch-size", type=int, default=100)
+    f.add_argument("--meta-batch-size", type=int, default=100)
+    f.add_argument("--lr", type=float, default=0.1, help="SGD learning rate (default 0.1, cosine decay)")
+    f.add_argument("--resize", type=int, help="scale every image to N x N (needed when sizes differ)")
+    f.add_argument("--skip-bad", action="store_true", help="leave out unreadable images, and list them, instead of "
+                   "stopping at the first")
+    f.add_argument("--seed", type=int, default=1)
+    f.add_argument("--device", default="auto", help="auto (default), cpu or cuda")
+    f.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="a method setting, e.g. outer_lr=50 (GDW) or vnet_lr=1e-3")
+    f.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
 
@@ -157,6 +185,8 @@ def _command(args: argparse.Namespace) -> int:
         return 0
     if args.command == "sweep":
         return _sweep(args)
+    if args.command == "fit":
+        return _fit(args)
     try:
         config = config_from_args(args)
         if args.command == "config":
@@ -173,6 +203,53 @@ def _command(args: argparse.Namespace) -> int:
         return 2
     print(f"{result['run_id']}: final accuracy {result['final_accuracy']:.2f}% "
           f"(mean of the last {result['final_epochs']} epochs), {result['wall_time']:.0f} s on {result['device']['type']}")
+    return 0
+
+
+def _fit(args: argparse.Namespace) -> int:
+    """``gdw fit``: everything is checked before ``--out`` is made (see :mod:`gdwlib.data.user`)."""
+    import warnings
+
+    import torch
+
+    from .data.user import check_meta, load_user_data
+    from .fitting import fit
+    from .models import MODELS, user_model
+
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            train = load_user_data(args.train, args.resize, args.skip_bad)
+            meta = load_user_data(args.meta, args.resize, args.skip_bad) if args.meta else None
+            test = load_user_data(args.test, args.resize, args.skip_bad) if args.test else None
+            if meta is not None:
+                check_meta(train, meta)
+            if test is not None and test.classes != train.classes:
+                raise ValueError(f"the test set's classes {test.classes} differ from the training set's {train.classes}")
+        for w in caught:
+            print(f"warning: {w.message}", file=sys.stderr)
+        for part in (train, meta, test):
+            for path in part.skipped if part else []:
+                print(f"skipped (cannot be read): {path}", file=sys.stderr)
+        c, h, w = train.shape
+        if h != w and args.model in MODELS:
+            raise ValueError(f"--model {args.model} needs square images, these are {h}x{w}: pass --resize N")
+        torch.manual_seed(args.seed)   # the model's initial weights
+        model = user_model(args.model, len(train.classes), c, h, args.weights)
+        result = fit(model, train.dataset, meta.dataset if meta else None, out=args.out,
+                     test=test.dataset if test else None, method=args.method, meta_per_class=args.meta_per_class,
+                     epochs=args.epochs, batch_size=args.batch_size, meta_batch_size=args.meta_batch_size, lr=args.lr,
+                     seed=args.seed, num_classes=len(train.classes), device=args.device, progress=not args.quiet,
+                     paths=train.paths, class_names=train.classes, **_settings(args.set))
+    except NonFiniteLossError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 3
+    except USER_ERRORS as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"{args.out}: {args.method} on {result['sizes']['train_size']} training images, accuracy "
+          f"{result['final_accuracy']:.2f}% on the {result['evaluated_on'].split()[0]} set after the last epoch, "
+          f"{result['wall_time']:.0f} s; suspected label errors, most suspect first: {args.out}/label_issues.csv")
     return 0
 
 

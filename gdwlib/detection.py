@@ -174,16 +174,16 @@ def cleanlab_issues(labels: np.ndarray, pred_probs: np.ndarray) -> LabelIssues:
 
 
 def label_issue_rows(score: np.ndarray, given: np.ndarray, suggested: np.ndarray,
-                     paths: Sequence[str] | None = None) -> list[tuple[str, int, int, float]]:
+                     paths: Sequence[str] | None = None) -> list[tuple[str, int | str, int | str, float]]:
     """``(path, given, suggested, score)`` per instance, most suspect (highest score) first; equal
     scores keep the instances' order, so the list is the same on every run. Without ``paths`` the
-    instance's index stands in for its path."""
+    instance's index stands in for its path. Labels are class numbers or names, as given."""
     score = _check_scores(score)
     given, suggested = np.asarray(given), np.asarray(suggested)
     paths = [str(i) for i in range(len(score))] if paths is None else list(paths)
     _check_same_length(score=score, given=given, suggested=suggested, paths=paths)
     order = np.argsort(-score, kind="stable")
-    return [(paths[i], int(given[i]), int(suggested[i]), float(score[i])) for i in order]
+    return [(paths[i], given[i].item(), suggested[i].item(), float(score[i])) for i in order]
 
 
 def write_label_issues(path: str | Path, score: np.ndarray, given: np.ndarray, suggested: np.ndarray,

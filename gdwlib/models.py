@@ -252,3 +252,45 @@ def build_model(name: str, num_classes: int, in_channels: int, image_size: int, 
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; known models: {', '.join(sorted(MODELS))}")
     return MODELS[name](num_classes, in_channels, image_size, **kwargs)
+
+
+def user_model(name: str, num_classes: int, in_channels: int, image_size: int,
+               weights: str | Path | None = None) -> nn.Module:
+    """For ``gdw fit``: a network of :data:`MODELS`, or any torchvision classification model by
+    name (``resnet50``, ``mobilenet_v3_small``, ...) with a ``num_classes`` head. Pretrained
+    weights come from a local ``state_dict`` file only (``weights``), nothing is downloaded."""
+    if name in MODELS:
+        return build_model(name, num_classes, in_channels, image_size,
+                           **({"weights_path": weights} if name == "resnet18" else {}))
+    known = torchvision.models.list_models(module=torchvision.models)
+    if name not in known:
+        raise ValueError(f"unknown model {name!r}: give one of this package's ({', '.join(sorted(MODELS))}) or a "
+                         f"torchvision classification model ({', '.join(known[:6])}, ...)")
+    if in_channels != 3:
+        raise ValueError(f"torchvision's {name} takes 3-channel images, these have {in_channels}; use one of "
+                         f"{', '.join(sorted(MODELS))}, or give RGB images")
+    if weights is None:
+        return torchvision.models.get_model(name, weights=None, num_classes=num_classes)
+    model, path = torchvision.models.get_model(name, weights=None), Path(weights)
+    if not path.is_file():
+        raise FileNotFoundError(f"weights file not found: {path} (a state_dict of torchvision's {name})")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(state, Mapping):
+        raise ValueError(f"{path} does not hold a state_dict (got {type(state).__name__})")
+    _check_state_dict(model, state, path)
+    model.load_state_dict(state)
+    parent, attr, head = _last_linear(model)
+    setattr(parent, attr, nn.Linear(head.in_features, num_classes))
+    return model
+
+
+def _last_linear(model: nn.Module) -> tuple[nn.Module, str, nn.Linear]:
+    """The classification head: the last ``nn.Linear``, with the module holding it."""
+    found = None
+    for parent in model.modules():
+        for attr, child in parent.named_children():
+            if isinstance(child, nn.Linear):
+                found = (parent, attr, child)
+    if found is None:
+        raise ValueError(f"{type(model).__name__} has no nn.Linear head to replace")
+    return found

@@ -59,6 +59,8 @@ class Reweighter:
     """The shared part: the model, the optimiser of the real update, the look-ahead step size,
     the meta-gradient method, and an optional recorder of the learned weights."""
 
+    uses_meta = True   # needs a meta batch at every step
+
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, *, lookahead_lr: float | None = None,
                  meta_method: MetaMethod = DEFAULTS.meta_method, clamp_max: float | None = DEFAULTS.clamp_max,
                  recorder=None):
@@ -77,10 +79,14 @@ class Reweighter:
         """``lookahead_lr``, or the real optimiser's current learning rate."""
         return self.lookahead_lr if self.lookahead_lr is not None else self.optimizer.param_groups[0]["lr"]
 
-    def step(self, x: Tensor, y: Tensor, x_meta: Tensor, y_meta: Tensor, index: Tensor | None = None) -> Tensor:
+    def step(self, x: Tensor, y: Tensor, x_meta: Tensor | None = None, y_meta: Tensor | None = None,
+             index: Tensor | None = None) -> Tensor:
         """One iteration on the training batch ``(x, y)`` with the meta batch ``(x_meta, y_meta)``;
         returns the batch's mean (unweighted) cross-entropy as a 0-dim tensor on the device.
         ``index`` (the instances' positions in the training set) is needed by the recorder only."""
+        if self.uses_meta and (x_meta is None or y_meta is None):
+            raise ValueError(f"{type(self).__name__} needs a meta batch at every step: pass x_meta and y_meta, "
+                             "a batch of the clean meta set")
         self.model.train()
         logits, G, self.last = self._step(x, y, x_meta, y_meta, self.current_lookahead_lr())
         step_through_logits(self.optimizer, logits, G)
@@ -218,3 +224,18 @@ class L2RW(Reweighter):
         w, meta_loss = l2rw_instance_weights(self.model, logits, x, y, x_meta, y_meta, lr, method=self.meta_method)
         check_finite(meta_loss, "meta loss")
         return logits, w[:, None] * D1(logits.detach(), y), StepWeights(losses, w, None, None)
+
+
+class BaseModel(Reweighter):
+    """No reweighting, the paper's BaseModel: plain cross-entropy, ``G = (p - y) / n``. Here so that
+    plain training goes through the same calls (and :func:`gdwlib.fit`) as the methods it is
+    compared with; the meta batch is not used. Its recorder keeps the losses (the small-loss
+    criterion) and instance weights of 1."""
+
+    uses_meta = False
+
+    def _step(self, x, y, x_meta, y_meta, lr):
+        logits = self.model(x)
+        losses = F.cross_entropy(logits.detach(), y, reduction="none")
+        check_finite(losses.mean())
+        return logits, D1(logits.detach(), y) / len(x), StepWeights(losses, torch.ones_like(losses), None, None)

@@ -212,15 +212,15 @@ def _say(message: str) -> None:
 CHECK_EVERY = 50   # iterations between reads of the deferred value checks; None checks (and syncs) every step
 
 
-def _train_epoch(method, epoch: int, meta, config: RunConfig, bar) -> np.ndarray:
-    """One epoch of ``method.train_step``, with nothing read back from the device inside an
-    iteration: the value checks are deferred and read every ``CHECK_EVERY`` iterations and at the
-    end, the losses once at the end. A failed check raises :class:`NumericalError` with the
-    iteration (from 1) it failed in."""
+def _train_epoch(method, epoch: int, meta, iterations_cap: int | None, bar) -> np.ndarray:
+    """One epoch of ``method.train_step`` (at most ``iterations_cap`` of them), with nothing read back
+    from the device inside an iteration: the value checks are deferred and read every
+    ``CHECK_EVERY`` iterations and at the end, the losses once at the end. A failed check raises
+    :class:`NumericalError` with the iteration (from 1) it failed in."""
     losses, i = [], 0
     with deferred_checks() if CHECK_EVERY else nullcontext() as checks:
         try:
-            for i, batch in enumerate(itertools.islice(method.batches(epoch), config.iterations_per_epoch), start=1):
+            for i, batch in enumerate(itertools.islice(method.batches(epoch), iterations_cap), start=1):
                 if checks is not None:
                     checks.iteration = i
                 losses.append(method.train_step(batch, meta))
@@ -260,6 +260,77 @@ def run(config: RunConfig, *, progress: bool = True) -> dict:
         return _run(config, device, directory, progress, required, data)
 
 
+def train_epochs(fresh, data, ckpt_path: Path, *, seed: int, name: str, desc: str, progress: bool = True,
+                 iterations_cap: int | None = None) -> tuple[object, list[dict], float, list[int]]:
+    """The epochs of one training, from the checkpoint at ``ckpt_path`` if it holds a readable
+    one: the loop that :func:`run` and :func:`gdwlib.fitting.fit` share.
+
+    ``fresh()`` builds the method as it stands before the first epoch (a method of the paper's
+    tables, or ``fit``'s user model); ``data`` gives the meta and test batches. Each epoch is
+    seeded from ``(seed, epoch)``, evaluated on the test set, and checkpointed atomically, so a
+    killed training resumes with the numbers of an uninterrupted one. Returns the method, the
+    per-epoch history, the training seconds and the epochs after which it resumed. ``name`` (the
+    method) heads an error message, ``desc`` the progress bar."""
+    method = fresh()
+    check_writable(ckpt_path.parent, reserve=2 * len(serialized(method.state_dict())))   # a checkpoint, with room
+    start, history, elapsed, resumed = 0, [], 0.0, []
+    if ckpt_path.exists():
+        try:
+            state = torch.load(ckpt_path, map_location=method.device, weights_only=True)
+            method.load_state_dict(state["method"])
+            if method.stats is not None:
+                method.stats.load_state_dict(state["stats"])
+            start, history, elapsed = state["epoch"], state["history"], state["elapsed"]
+            resumed = state.get("resumed", []) + [start]
+        except Exception as e:  # noqa: BLE001 - a damaged file can fail in any of torch's and pickle's ways
+            reason = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else 'no detail'}"
+            _say(f"warning: {ckpt_path} cannot be read ({reason}); moved to "
+                 f"{move_aside(ckpt_path, 'unreadable').name}, training {ckpt_path.parent.name} from scratch")
+            method, start, history, elapsed, resumed = fresh(), 0, [], 0.0, []
+    stats = method.stats
+
+    epochs, iterations = method.num_epochs(), method.iterations_per_epoch()
+    if iterations_cap:
+        iterations = min(iterations, iterations_cap)
+    bar = tqdm(total=epochs * iterations, initial=start * iterations, disable=not progress,
+               desc=desc, unit="it", file=sys.stderr, dynamic_ncols=True)
+    try:
+        for epoch in range(start, epochs):
+            began = time.perf_counter()
+            torch.manual_seed(stream_seed(seed, epoch, "torch") % 2**63)
+            lr = method.learning_rate(epoch)
+            method.start_epoch(epoch, lr)
+            if stats is not None:
+                stats.start_epoch(epoch)
+            meta = data.meta_batches(epoch) if method.uses_meta else None
+            try:
+                losses = _train_epoch(method, epoch, meta, iterations_cap, bar)
+            except NumericalError as e:
+                kept = f"the checkpoint after epoch {len(history)} is kept at {ckpt_path}" if ckpt_path.exists() \
+                    else "no checkpoint was written yet"
+                raise NonFiniteLossError(
+                    f"{name}: {e} at epoch {epoch + 1}, iteration {e.iteration}; {kept}. "
+                    "Lower the learning rate (--set lr=...) or check the data.") from e
+            method.end_epoch(epoch)
+            accuracy = evaluate(method.eval_model(), data.test_batches())
+            entry = {"epoch": epoch + 1, "lr": lr, "train_loss": float(np.mean(losses)), "test_accuracy": accuracy,
+                     "seconds": time.perf_counter() - began}
+            if stats is not None:
+                entry["increased"] = stats.end_epoch()
+            history.append(entry)
+            elapsed += entry["seconds"]
+            bar.set_postfix(epoch=epoch + 1, loss=f"{entry['train_loss']:.3f}", acc=f"{accuracy:.2f}")
+            save_torch(ckpt_path, {"epoch": epoch + 1, "history": history, "elapsed": elapsed, "resumed": resumed,
+                                   "method": method.state_dict(),
+                                   "stats": stats.state_dict() if stats is not None else None})
+    except KeyboardInterrupt:
+        bar.close()
+        raise RunInterrupted(f"{ckpt_path.parent.name}: interrupted after {len(history)} finished epoch(s), kept in "
+                             f"{ckpt_path}; run the same command again to resume") from None
+    bar.close()
+    return method, history, elapsed, resumed
+
+
 def _run(config: RunConfig, device: torch.device, directory: Path, progress: bool, required: list[Path],
          data) -> dict:
     rid = directory.name
@@ -279,63 +350,10 @@ def _run(config: RunConfig, device: torch.device, directory: Path, progress: boo
             method.stats = WeightStats(len(data.train), data.num_classes, tracked, device)
         return method
 
-    method = fresh()
-    check_writable(directory, reserve=2 * len(serialized(method.state_dict())))  # a checkpoint, with room to grow
-    start, history, elapsed, resumed = 0, [], 0.0, []
-    if ckpt_path.exists():
-        try:
-            state = torch.load(ckpt_path, map_location=device, weights_only=True)
-            method.load_state_dict(state["method"])
-            if method.stats is not None:
-                method.stats.load_state_dict(state["stats"])
-            start, history, elapsed = state["epoch"], state["history"], state["elapsed"]
-            resumed = state.get("resumed", []) + [start]
-        except Exception as e:  # noqa: BLE001 - a damaged file can fail in any of torch's and pickle's ways
-            reason = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else 'no detail'}"
-            _say(f"warning: {ckpt_path} cannot be read ({reason}); moved to "
-                 f"{move_aside(ckpt_path, 'unreadable').name}, training {rid} from scratch")
-            method, start, history, elapsed, resumed = fresh(), 0, [], 0.0, []
+    method, history, elapsed, resumed = train_epochs(fresh, data, ckpt_path, seed=config.seed, name=config.method,
+                                                     desc=f"{config.method} {config.dataset}", progress=progress,
+                                                     iterations_cap=config.iterations_per_epoch)
     stats = method.stats
-
-    epochs, iterations = method.num_epochs(), method.iterations_per_epoch()
-    if config.iterations_per_epoch:
-        iterations = min(iterations, config.iterations_per_epoch)
-    bar = tqdm(total=epochs * iterations, initial=start * iterations, disable=not progress,
-               desc=f"{config.method} {config.dataset}", unit="it", file=sys.stderr, dynamic_ncols=True)
-    try:
-        for epoch in range(start, epochs):
-            began = time.perf_counter()
-            torch.manual_seed(stream_seed(config.seed, epoch, "torch") % 2**63)
-            lr = method.learning_rate(epoch)
-            method.start_epoch(epoch, lr)
-            if stats is not None:
-                stats.start_epoch(epoch)
-            meta = data.meta_batches(epoch) if method.uses_meta else None
-            try:
-                losses = _train_epoch(method, epoch, meta, config, bar)
-            except NumericalError as e:
-                kept = f"the checkpoint after epoch {len(history)} is kept at {ckpt_path}" if ckpt_path.exists() \
-                    else "no checkpoint was written yet"
-                raise NonFiniteLossError(
-                    f"{config.method}: {e} at epoch {epoch + 1}, iteration {e.iteration}; {kept}. "
-                    "Lower the learning rate (--set lr=...) or check the data.") from e
-            method.end_epoch(epoch)
-            accuracy = evaluate(method.eval_model(), data.test_batches())
-            entry = {"epoch": epoch + 1, "lr": lr, "train_loss": float(np.mean(losses)), "test_accuracy": accuracy,
-                     "seconds": time.perf_counter() - began}
-            if stats is not None:
-                entry["increased"] = stats.end_epoch()
-            history.append(entry)
-            elapsed += entry["seconds"]
-            bar.set_postfix(epoch=epoch + 1, loss=f"{entry['train_loss']:.3f}", acc=f"{accuracy:.2f}")
-            save_torch(ckpt_path, {"epoch": epoch + 1, "history": history, "elapsed": elapsed, "resumed": resumed,
-                                   "method": method.state_dict(),
-                                   "stats": stats.state_dict() if stats is not None else None})
-    except KeyboardInterrupt:
-        bar.close()
-        raise RunInterrupted(f"{rid}: interrupted after {len(history)} finished epoch(s), kept in {ckpt_path}; "
-                             "run the same command again to resume") from None
-    bar.close()
     final = history[-config.final_epochs:]
     result = {
         "run_id": rid,

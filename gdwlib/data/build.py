@@ -18,22 +18,19 @@ flipped images and their number per class vary with the seed, as they do for uni
 """
 from __future__ import annotations
 
-import multiprocessing
-import os
 from dataclasses import dataclass, field
 from typing import Iterator
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, RandomSampler
 
 from ..config import RunConfig
-from .augment import to_device
-from .batches import Batch, Pipeline, Split, endless_batches, epoch_batches, generator, ordered_batches, stream_seed
+from .batches import Batch, Pipeline, Split, endless_batches, epoch_batches, ordered_batches, stream_seed
 from .cifar import find_cifar, load_cifar
 from .clothing1m import NUM_CLASSES as CLOTHING_CLASSES
 from .clothing1m import Clothing1M, clothing1m_root
 from .fashion_mnist import fashion_mnist_files, load_fashion_mnist
+from .loaders import LoaderData
 from .longtail import longtail_counts, longtail_indices
 from .noise import corrupt_labels, flip_noise_matrix, uniform_noise_matrix
 from .split import meta_split, overlapping_meta_split
@@ -158,7 +155,7 @@ def build_data(config: RunConfig, device: torch.device | str = "cpu") -> "Traini
     )
 
 
-class Clothing1MData:
+class Clothing1MData(LoaderData):
     """Clothing1M read from disk by DataLoaders: noisy training split, clean validation as the meta
     set (MW-Net's convention), clean test split. Same batching interface as :class:`TrainingData`."""
 
@@ -170,57 +167,18 @@ class Clothing1MData:
         norm = T.Normalize(IMAGENET_MEAN, IMAGENET_STD)
         train_tf = T.Compose([T.Resize(256), T.RandomCrop(224), T.RandomHorizontalFlip(), T.ToTensor(), norm])
         test_tf = T.Compose([T.Resize(256), T.CenterCrop(224), T.ToTensor(), norm])
-        self.config, self.device = config, torch.device(device)
-        self.workers = min(4, os.cpu_count() or 1) if workers is None else workers
         root = clothing1m_root(config.data_dir)
-        self.train = Clothing1M(root, "noisy_train", train_tf)
-        self.meta = Clothing1M(root, "clean_val", train_tf)
-        self.meta_plain = Clothing1M(root, "clean_val", test_tf)
-        self.test = Clothing1M(root, "clean_test", test_tf)
-        self.num_classes, self.noise_matrix = CLOTHING_CLASSES, None
-        self.info = {"train_size": len(self.train), "meta_size": len(self.meta), "test_size": len(self.test)}
-        self._true = torch.as_tensor(np.asarray(self.train.true_labels), dtype=torch.long)
+        train = Clothing1M(root, "noisy_train", train_tf)
+        super().__init__(train, Clothing1M(root, "clean_val", train_tf), Clothing1M(root, "clean_test", test_tf),
+                         num_classes=CLOTHING_CLASSES, batch_size=config.batch_size,
+                         meta_batch_size=config.meta_batch_size, seed=config.seed, device=device, workers=workers,
+                         true_labels=train.true_labels, meta_plain=Clothing1M(root, "clean_val", test_tf),
+                         augment=config.augment)
+        self.config = config
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
         return (3, 224, 224)
 
-    def _loader(self, dataset, batch_size: int, gen: torch.Generator | None):
-        sampler = RandomSampler(dataset, generator=gen) if gen is not None else None
-        # fork where there is one: a process started by spawn (a sweep's worker) would otherwise
-        # spawn every loader's workers, each importing torch anew, at every epoch
-        context = "fork" if self.workers and "fork" in multiprocessing.get_all_start_methods() else None
-        return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=self.workers,
-                          generator=gen, pin_memory=self.device.type == "cuda", multiprocessing_context=context)
-
-    def _batches(self, loader, true: torch.Tensor | None) -> Iterator[Batch]:
-        for x, y, idx in loader:
-            y_true = true[idx] if true is not None else y
-            yield Batch(*(to_device(t, self.device) for t in (x, y, y_true, idx)))
-
-    def train_batches(self, epoch: int) -> Iterator[Batch]:
-        c = self.config
-        return self._batches(self._loader(self.train, c.batch_size, generator(c.seed, epoch, "train")), self._true)
-
-    def meta_batches(self, epoch: int) -> Iterator[Batch]:
-        c = self.config
-        restart = 0
-        while True:
-            gen = generator(c.seed, epoch, f"meta/{restart}")
-            yield from self._batches(self._loader(self.meta, c.meta_batch_size, gen), None)
-            restart += 1
-
-    def meta_epoch(self, epoch: int, augment: bool | None = None) -> Iterator[Batch]:
-        c = self.config
-        dataset = self.meta if (c.augment if augment is None else augment) else self.meta_plain
-        return self._batches(self._loader(dataset, c.batch_size, generator(c.seed, epoch, "meta-pass")), None)
-
-    def test_batches(self, batch_size: int = 256) -> Iterator[Batch]:
-        return self._batches(self._loader(self.test, batch_size, None), None)
-
-    def iterations_per_epoch(self) -> int:
-        return -(-len(self.train) // self.config.batch_size)
-
     def class_counts(self) -> np.ndarray:
         return np.bincount(np.asarray(self.train.labels), minlength=self.num_classes)
-
