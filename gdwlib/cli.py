@@ -185,22 +185,29 @@ def _command(args: argparse.Namespace) -> int:
         return 0
     if args.command == "sweep":
         return _sweep(args)
-    if args.command == "fit":
-        return _fit(args)
-    try:
-        config = config_from_args(args)
-        if args.command == "config":
-            print(json.dumps(config.to_dict(), indent=1))
-            return 0
-        from .train import run
+    return _in_one_line(_fit if args.command == "fit" else _run, args)
 
-        result = run(config, progress=not args.quiet)
+
+def _in_one_line(command, args: argparse.Namespace) -> int:
+    """``command(args)``, with a diverged training (exit 3) or bad input (exit 2) said in one line."""
+    try:
+        return command(args)
     except NonFiniteLossError as e:
         print(f"error: {e}", file=sys.stderr)
         return 3
     except USER_ERRORS as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+
+
+def _run(args: argparse.Namespace) -> int:
+    config = config_from_args(args)
+    if args.command == "config":
+        print(json.dumps(config.to_dict(), indent=1))
+        return 0
+    from .train import run
+
+    result = run(config, progress=not args.quiet)
     print(f"{result['run_id']}: final accuracy {result['final_accuracy']:.2f}% "
           f"(mean of the last {result['final_epochs']} epochs), {result['wall_time']:.0f} s on {result['device']['type']}")
     return 0
@@ -216,37 +223,30 @@ def _fit(args: argparse.Namespace) -> int:
     from .fitting import fit
     from .models import MODELS, user_model
 
-    try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            train = load_user_data(args.train, args.resize, args.skip_bad)
-            meta = load_user_data(args.meta, args.resize, args.skip_bad) if args.meta else None
-            test = load_user_data(args.test, args.resize, args.skip_bad) if args.test else None
-            if meta is not None:
-                check_meta(train, meta)
-            if test is not None and test.classes != train.classes:
-                raise ValueError(f"the test set's classes {test.classes} differ from the training set's {train.classes}")
-        for w in caught:
-            print(f"warning: {w.message}", file=sys.stderr)
-        for part in (train, meta, test):
-            for path in part.skipped if part else []:
-                print(f"skipped (cannot be read): {path}", file=sys.stderr)
-        c, h, w = train.shape
-        if h != w and args.model in MODELS:
-            raise ValueError(f"--model {args.model} needs square images, these are {h}x{w}: pass --resize N")
-        torch.manual_seed(args.seed)   # the model's initial weights
-        model = user_model(args.model, len(train.classes), c, h, args.weights)
-        result = fit(model, train.dataset, meta.dataset if meta else None, out=args.out,
-                     test=test.dataset if test else None, method=args.method, meta_per_class=args.meta_per_class,
-                     epochs=args.epochs, batch_size=args.batch_size, meta_batch_size=args.meta_batch_size, lr=args.lr,
-                     seed=args.seed, num_classes=len(train.classes), device=args.device, progress=not args.quiet,
-                     paths=train.paths, class_names=train.classes, **_settings(args.set))
-    except NonFiniteLossError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 3
-    except USER_ERRORS as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        train = load_user_data(args.train, args.resize, args.skip_bad)
+        meta = load_user_data(args.meta, args.resize, args.skip_bad) if args.meta else None
+        test = load_user_data(args.test, args.resize, args.skip_bad) if args.test else None
+        if meta is not None:
+            check_meta(train, meta)
+        if test is not None and test.classes != train.classes:
+            raise ValueError(f"the test set's classes {test.classes} differ from the training set's {train.classes}")
+    for w in caught:
+        print(f"warning: {w.message}", file=sys.stderr)
+    for part in (train, meta, test):
+        for path in part.skipped if part else []:
+            print(f"skipped (cannot be read): {path}", file=sys.stderr)
+    c, h, w = train.shape
+    if h != w and args.model in MODELS:
+        raise ValueError(f"--model {args.model} needs square images, these are {h}x{w}: pass --resize N")
+    torch.manual_seed(args.seed)   # the model's initial weights
+    model = user_model(args.model, len(train.classes), c, h, args.weights)
+    result = fit(model, train.dataset, meta.dataset if meta else None, out=args.out,
+                 test=test.dataset if test else None, method=args.method, meta_per_class=args.meta_per_class,
+                 epochs=args.epochs, batch_size=args.batch_size, meta_batch_size=args.meta_batch_size, lr=args.lr,
+                 seed=args.seed, num_classes=len(train.classes), device=args.device, progress=not args.quiet,
+                 paths=train.paths, class_names=train.classes, **_settings(args.set))
     print(f"{args.out}: {args.method} on {result['sizes']['train_size']} training images, accuracy "
           f"{result['final_accuracy']:.2f}% on the {result['evaluated_on'].split()[0]} set after the last epoch, "
           f"{result['wall_time']:.0f} s; suspected label errors, most suspect first: {args.out}/label_issues.csv")

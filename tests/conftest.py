@@ -63,20 +63,29 @@ def batches(float64):
     return x, y, x_meta, y_meta
 
 
-def interrupt_then_resume(monkeypatch, config, interrupt_at: int = 2) -> dict:
-    """Run ``config``, stop it with Ctrl-C during its ``interrupt_at``-th evaluation (the checkpoint
-    then holds ``interrupt_at - 1`` epochs), then run it again to the end; return that result."""
+def stop_in_evaluation(monkeypatch, at: int = 2):
+    """Make the trainer's ``at``-th evaluation raise KeyboardInterrupt (a Ctrl-C mid-training: the
+    checkpoint then holds ``at - 1`` epochs); returns the real ``evaluate``, to put back."""
     from gdwlib import train
 
     real, calls = train.evaluate, {"n": 0}
 
     def interrupt(model, batches):
         calls["n"] += 1
-        if calls["n"] == interrupt_at:
+        if calls["n"] == at:
             raise KeyboardInterrupt
         return real(model, batches)
 
     monkeypatch.setattr(train, "evaluate", interrupt)
+    return real
+
+
+def interrupt_then_resume(monkeypatch, config, interrupt_at: int = 2) -> dict:
+    """Run ``config``, stop it with Ctrl-C during its ``interrupt_at``-th evaluation (the checkpoint
+    then holds ``interrupt_at - 1`` epochs), then run it again to the end; return that result."""
+    from gdwlib import train
+
+    real = stop_in_evaluation(monkeypatch, interrupt_at)
     with pytest.raises(KeyboardInterrupt):
         train.run(config, progress=False)
     directory = train.run_directory(config)

@@ -14,6 +14,8 @@ import gdwlib.fitting
 from gdwlib import train as train_module
 from gdwlib.fitting import method_options
 
+from conftest import stop_in_evaluation
+
 C, D = 3, 6
 
 
@@ -42,15 +44,7 @@ def small_fit(out, model=None, **changes):
 
 def test_a_fit_stopped_after_an_epoch_resumes_to_the_uninterrupted_numbers(tmp_path, monkeypatch):
     whole = small_fit(tmp_path / "whole")
-    real, calls = train_module.evaluate, {"n": 0}
-
-    def stop_at_the_second(model, batches):
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise KeyboardInterrupt
-        return real(model, batches)
-
-    monkeypatch.setattr(train_module, "evaluate", stop_at_the_second)
+    real = stop_in_evaluation(monkeypatch, 2)
     with pytest.raises(KeyboardInterrupt):
         small_fit(tmp_path / "split")
     assert (tmp_path / "split" / "checkpoint.pt").exists() and not (tmp_path / "split" / "result.json").exists()
