@@ -19,7 +19,6 @@ trained again; one that holds a fit with other settings is refused.
 """
 from __future__ import annotations
 
-import copy
 import dataclasses
 import inspect
 import time
@@ -222,7 +221,7 @@ def fit(model: nn.Module, train: Dataset, meta: Dataset | DataLoader | None = No
     training instances in ``label_issues.csv`` (default: an ImageFolder's files, else the index),
     ``class_names`` its labels (default: an ImageFolder's classes, else the numbers)."""
     initial = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    probe = optimizer(copy.deepcopy(model).parameters()) if optimizer is not None else None
+    probe = optimizer([torch.zeros(1, requires_grad=True)]) if optimizer is not None else None   # its class, cheaply
     settings = FitSettings(method, epochs, batch_size, meta_batch_size, lr, momentum, weight_decay, schedule,
                            lookahead_lr, average_last, keep_epochs, seed, dict(options),
                            type(probe).__name__ if probe is not None else "SGD")

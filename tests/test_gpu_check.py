@@ -266,7 +266,9 @@ def test_the_hook_refuses_what_the_gpu_machine_lacks_and_allows_what_it_has(tmp_
         assert out.returncode == 1 and f"No module named '{module}'" in out.stderr, module
     out = run_restricted(tmp_path, "-c", "import torch, torchvision, numpy, pandas, matplotlib.pyplot, seaborn, tqdm, "
                                          "PIL, pytest; import sys; sys.path[:0] = ['benchmarks']; "
-                                         "import gpu_check, bench_methods, bench_parallel, gdwlib.train, gdwlib.cli")
+                                         "import gpu_check, bench_methods, bench_parallel, bench_api; "
+                                         "import gdwlib.train, gdwlib.cli, gdwlib.fitting, gdwlib.data.user, "
+                                         "gdwlib.detection")
     assert out.returncode == 0, out.stderr
 
 
