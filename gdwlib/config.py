@@ -22,7 +22,9 @@ MODEL_NAMES = ("resnet32", "small_cnn", "small_cnn_strided", "mlp", "mlp_bn", "r
 LOCATION_FIELDS = ("data_dir", "results_dir", "threads", "device")
 # fields added after runs were made: left out of the identity at their default, which computes
 # what those runs computed, so that the runs keep their names
-LATER_FIELDS = {"iterations_per_epoch": None, "override": None}
+LATER_FIELDS = {"iterations_per_epoch": None, "override": None, "folds": None, "fold": None, "drop": None}
+# detectors of label errors whose flagged instances a BaseModel run can leave out (gdwlib.label_errors)
+DETECTORS = ("GDW", "MWNet", "small-loss", "cleanlab")
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,9 @@ class RunConfig:
     epochs: int = 80
     iterations_per_epoch: int | None = None   # stop each epoch after this many iterations (rehearsals only)
     override: str | None = None           # the named override applied to the profile (profiles.OVERRIDES)
+    folds: int | None = None              # BaseModel: train without fold `fold` of `folds`, predict it (cleanlab)
+    fold: int | None = None
+    drop: str | None = None               # BaseModel: train without the instances this detector flags
     batch_size: int = 100
     meta_batch_size: int = 100
     lr: float = 0.1
@@ -164,6 +169,14 @@ def validate(c: RunConfig) -> None:
         raise ValueError(f"meta_method must be 'jvp', 'functional-jvp' or 'reference', got {c.meta_method!r}")
     if c.schedule not in ("cosine", "constant"):
         raise ValueError(f"schedule must be 'cosine' or 'constant', got {c.schedule!r}")
+    if (c.folds is None) != (c.fold is None) or (c.folds is not None and not (c.folds >= 2 and 0 <= c.fold < c.folds)):
+        raise ValueError(f"folds and fold go together, with folds >= 2 and 0 <= fold < folds; got folds={c.folds}, "
+                         f"fold={c.fold}")
+    if c.drop is not None and c.drop not in DETECTORS:
+        raise ValueError(f"drop must name a detector, one of {DETECTORS}; got {c.drop!r}")
+    if (c.folds is not None or c.drop is not None) and (c.method != "BaseModel" or (c.folds and c.drop)):
+        raise ValueError("folds/fold (cross-validation) and drop (retraining without flagged instances) are for the "
+                         f"BaseModel method, one at a time; got method {c.method!r}, folds={c.folds}, drop={c.drop}")
     if c.device not in ("auto", "cpu", "cuda") and not c.device.startswith("cuda:"):
         raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got {c.device!r}")
 
@@ -196,4 +209,8 @@ def run_id(c: RunConfig, device: str, option_defaults: dict[str, Any] | None = N
     setting = f"{c.noise}{c.ratio:g}" if c.noise != "none" else "clean"
     if c.imbalance < 1:
         setting += f"-lt{c.imbalance:g}"
+    if c.folds is not None:
+        setting += f"-fold{c.fold}of{c.folds}"
+    if c.drop is not None:
+        setting += f"-without-{c.drop}"
     return f"{c.method}-{c.dataset}-{setting}-s{c.seed}-{digest}"

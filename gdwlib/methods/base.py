@@ -8,6 +8,7 @@ into the logits, so :class:`LogitGradientMethod` reduces them to one function re
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from numbers import Integral, Real
 from pathlib import Path
@@ -21,7 +22,9 @@ from torch import Tensor, nn
 from .._checks import NonFiniteLossError, check_finite  # noqa: F401 - NonFiniteLossError: gdwlib.methods exports it
 from ..update import step_through_logits
 from ..config import RunConfig
-from ..data.batches import Batch
+from ..data.batches import Batch, Split
+from ..data.build import TrainingData
+from ..results import read_model_state
 from ..gradients import D1
 from ..models import build_model
 
@@ -166,9 +169,62 @@ class LogitGradientMethod(Method):
 
 
 class BaseModel(LogitGradientMethod):
-    """Plain cross-entropy on the (noisy or imbalanced) training set: ``G = (p - y) / n``."""
+    """Plain cross-entropy on the (noisy or imbalanced) training set: ``G = (p - y) / n``.
+
+    For the comparison of label-error detectors (``gdwlib.label_errors``) it can also train
+    without one cross-validation fold and predict that fold (``folds``, ``fold``: the
+    out-of-sample probabilities cleanlab needs), or without the instances a detector flags
+    (``drop``: cleanlab's recipe of retraining on the data it cleaned)."""
 
     name = "BaseModel"
 
+    @classmethod
+    def requirements(cls, config: RunConfig) -> list[RunConfig]:
+        from .. import label_errors
+
+        return label_errors.detector_configs(config, config.drop) if config.drop else []
+
+    def __init__(self, config: RunConfig, data, device: torch.device):
+        super().__init__(config, data, device)
+        self.full_train, self.dropped = data.train, None
+        if config.folds is not None:
+            from .. import label_errors
+
+            fold = label_errors.fold_of(len(data.train), config.folds, config.seed)
+            self.heldout = np.flatnonzero(fold == config.fold)
+            self._train_on(np.flatnonzero(fold != config.fold))
+
+    def _train_on(self, index: np.ndarray) -> None:
+        """Keep only the training instances ``index`` (the meta and test sets stay)."""
+        if not isinstance(self.data, TrainingData):
+            raise ValueError(f"cross-validation and dropping instances need data held in memory, not {self.config.dataset}")
+        keep = torch.as_tensor(index, device=self.full_train.labels.device)
+        t = self.full_train
+        self.data = dataclasses.replace(self.data, train=Split(t.images[keep], t.labels[keep], t.true_labels[keep]))
+
+    def start_from(self, required: list[Path]) -> None:
+        if self.config.drop is None:
+            return
+        from .. import label_errors
+
+        model = None
+        if self.config.drop == "small-loss":   # the setting's own BaseModel network
+            model = make_model(self.config, self.data).to(self.device)
+            model.load_state_dict(read_model_state(required[0], self.device))
+        self.dropped = label_errors.flagged(self.config.drop, required, self.data, model)
+        self._train_on(np.setdiff1d(np.arange(len(self.full_train)), self.dropped))
+
     def logit_gradient(self, logits: Tensor, batch: Batch) -> Tensor:
         return D1(logits, batch.y) / len(batch)
+
+    @torch.no_grad()
+    def exports(self) -> dict[str, np.ndarray]:
+        if self.dropped is not None:
+            return {"dropped": self.dropped}
+        if self.config.folds is None:
+            return super().exports()
+        model, t = self.eval_model().eval(), self.full_train
+        pipeline = self.data.pipeline
+        probs = [torch.softmax(model(pipeline(t.images[torch.as_tensor(i, device=t.labels.device)], None)), 1).cpu()
+                 for i in np.array_split(self.heldout, max(1, len(self.heldout) // 500))]
+        return {"heldout_index": self.heldout, "heldout_probs": torch.cat(probs).numpy()}

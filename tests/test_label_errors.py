@@ -1,0 +1,109 @@
+"""The runs behind the label-error comparison (gdwlib.label_errors): cross-validation folds that
+predict what they did not train on, and BaseModel retrained without each detector's flagged
+instances, checked against cleanlab and the scores computed here from the runs' files."""
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from gdwlib import label_errors, train
+from gdwlib.config import identity, run_id
+from gdwlib.data.build import build_data
+from gdwlib.detection import cleanlab_issues
+from gdwlib.methods import get_method
+from gdwlib.profiles import profile_config
+
+
+def smoke(tmp_path, **fields):
+    fields = {"method": "BaseModel", **fields}
+    return profile_config("smoke", "fashion-mnist", results_dir=str(tmp_path), device="cpu", noise="uniform",
+                          ratio=0.4, **fields)
+
+
+@pytest.mark.parametrize("fields, message", [
+    (dict(folds=4), "folds and fold go together"), (dict(folds=4, fold=4), "0 <= fold < folds"),
+    (dict(folds=1, fold=0), "folds >= 2"), (dict(drop="oracle"), "drop must name a detector"),
+    (dict(method="GDW", folds=4, fold=0), "are for the BaseModel method"),
+    (dict(folds=4, fold=0, drop="GDW"), "one at a time"),
+])
+def test_bad_fields_are_refused(tmp_path, fields, message):
+    with pytest.raises(ValueError, match=message):
+        smoke(tmp_path, **fields)
+
+
+def test_the_new_fields_leave_every_earlier_run_its_name(tmp_path):
+    c = smoke(tmp_path)
+    assert not {"folds", "fold", "drop"} & set(identity(c))
+    names = {run_id(c, "cpu"), run_id(c.replace(folds=4, fold=1), "cpu"), run_id(c.replace(drop="GDW"), "cpu")}
+    assert len(names) == 3 and any("-fold1of4-" in n for n in names) and any("-without-GDW-" in n for n in names)
+
+
+def test_folds_are_balanced_disjoint_and_fixed_by_the_seed():
+    f = label_errors.fold_of(10, 4, seed=3)
+    assert sorted(np.bincount(f).tolist()) == [2, 2, 3, 3]
+    assert (f == label_errors.fold_of(10, 4, seed=3)).all() and not (f == label_errors.fold_of(10, 4, seed=4)).all()
+
+
+def test_a_fold_run_trains_without_its_fold(tmp_path):
+    config = smoke(tmp_path, folds=4, fold=2)
+    data = build_data(config)
+    method = get_method("BaseModel")(config, data, torch.device("cpu"))
+    heldout = np.flatnonzero(label_errors.fold_of(len(data.train), 4, config.seed) == 2)
+    assert (method.heldout == heldout).all() and len(method.data.train) == len(data.train) - len(heldout)
+    trained = {tuple(x.flatten().tolist()) for x in method.data.train.images[:50]}
+    assert not trained & {tuple(data.train.images[i].flatten().tolist()) for i in heldout}
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """The cross-validation folds of one smoke setting and its GDW and BaseModel runs, trained."""
+    root = tmp_path_factory.mktemp("label-errors")
+    base = smoke(root)
+    for c in label_errors.detector_configs(base, "GDW") + [base]:
+        train.run(c, progress=False)
+    return base
+
+
+def assembled_probs(base):
+    fold_dirs = [train.run_directory(c) for c in label_errors.fold_configs(base)]
+    probs, seen = None, []
+    for d in fold_dirs:
+        with np.load(d / "exports.npz") as f:
+            if probs is None:
+                probs = np.zeros((400, f["heldout_probs"].shape[1]))
+            probs[f["heldout_index"]] = f["heldout_probs"]
+            seen.extend(f["heldout_index"].tolist())
+    assert sorted(seen) == list(range(400))   # every training instance predicted, once
+    return probs
+
+
+def test_the_folds_predict_every_training_instance_out_of_sample(finished):
+    probs = assembled_probs(finished)
+    np.testing.assert_allclose(probs.sum(1), 1.0, rtol=1e-5)
+
+
+@pytest.mark.parametrize("detector", ["cleanlab", "GDW", "small-loss"])
+def test_retraining_without_a_detectors_flagged_instances(finished, detector):
+    config = finished.replace(drop=detector)
+    result = train.run(config, progress=False)
+    with np.load(train.run_directory(config) / "exports.npz") as f:
+        dropped = f["dropped"]
+    data = build_data(finished)
+    labels = data.train.labels.numpy()
+    found = cleanlab_issues(labels, assembled_probs(finished)).flagged
+    assert found.sum() > 10   # 40% uniform noise: cleanlab finds something to compare with
+    if detector == "cleanlab":
+        expected = np.flatnonzero(found)
+    else:
+        if detector == "GDW":
+            with np.load(train.run_directory(finished.replace(method="GDW")) / "weights.npz") as f:
+                score = 1 - np.nanmean(f["target_weight"][-5:], axis=0)
+        else:
+            model = get_method("BaseModel")(finished, data, torch.device("cpu")).model
+            model.load_state_dict(torch.load(train.run_directory(finished) / "model.pt"))
+            with torch.no_grad():
+                score = F.cross_entropy(model.eval()(data.pipeline(data.train.images, None)), data.train.labels,
+                                        reduction="none").numpy()
+        expected = np.sort(np.argsort(-score, kind="stable")[:found.sum()])
+    np.testing.assert_array_equal(dropped, expected)
+    assert result["history"] and len(dropped) == found.sum()
