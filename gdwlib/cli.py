@@ -65,7 +65,9 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m gdwlib", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
     for name, help_ in (("run", "train one run (resumes a killed run; returns a finished one)"),
-                        ("config", "print the resolved config of a run without training")):
+                        ("config", "print the resolved config of a run without training"),
+                        ("label-errors", "compare GDW, MW-Net, small-loss and cleanlab at finding the injected "
+                                         "label errors of one setting (trains what is missing)")):
         r = sub.add_parser(name, help=help_)
         r.add_argument("--method", default="GDW", help=f"one of: {', '.join(METHODS)}")
         r.add_argument("--dataset", default="fashion-mnist", choices=sorted(DATASETS))
@@ -185,7 +187,7 @@ def _command(args: argparse.Namespace) -> int:
         return 0
     if args.command == "sweep":
         return _sweep(args)
-    return _in_one_line(_fit if args.command == "fit" else _run, args)
+    return _in_one_line({"fit": _fit, "label-errors": _label_errors}.get(args.command, _run), args)
 
 
 def _in_one_line(command, args: argparse.Namespace) -> int:
@@ -210,6 +212,23 @@ def _run(args: argparse.Namespace) -> int:
     result = run(config, progress=not args.quiet)
     print(f"{result['run_id']}: final accuracy {result['final_accuracy']:.2f}% "
           f"(mean of the last {result['final_epochs']} epochs), {result['wall_time']:.0f} s on {result['device']['type']}")
+    return 0
+
+
+def _label_errors(args: argparse.Namespace) -> int:
+    from .label_errors import compare
+
+    config = config_from_args(args)
+    out = compare(config, progress=not args.quiet)
+    print(f"{out['noisy']} of {out['instances']} training labels are wrong ({config.noise} {config.ratio:g}"
+          + (f", long tail {config.imbalance:g}" if config.imbalance < 1 else "") + f", {config.model}, seed "
+          f"{config.seed}); accuracy BaseModel {out['accuracy']['BaseModel']:.2f}, MW-Net {out['accuracy']['MWNet']:.2f}, "
+          f"GDW {out['accuracy']['GDW']:.2f}\n")
+    print("| detector | AUROC | AUPRC | precision at k | flagged | BaseModel retrained without them | runs | "
+          "training s |\n|---|---:|---:|---:|---:|---:|---:|---:|")
+    for name, d in out["detectors"].items():
+        print(f"| {name} | {d['auroc']:.3f} | {d['auprc']:.3f} | {d['precision_at_k']:.3f} | {d['flagged']} | "
+              f"{d['retrained_accuracy']:.2f} | {d['runs']} | {d['training_seconds']:.0f} |")
     return 0
 
 

@@ -111,3 +111,38 @@ def flagged(detector: str, dirs: list[Path], data, model: torch.nn.Module | None
         return np.flatnonzero(found)
     score = scores(detector, dirs, data, model)
     return np.sort(np.argsort(-score, kind="stable")[:int(found.sum())])
+
+
+def compare(config: RunConfig, progress: bool = False) -> dict:
+    """Every detector on ``config``'s setting, where the truth is known: AUROC, AUPRC and
+    precision at k (:func:`gdwlib.detection.detection_metrics`), the final accuracy of BaseModel
+    retrained without the flagged instances, and the compute each used (its runs and their
+    training seconds, the retraining not counted). Trains whatever is missing."""
+    from . import train
+    from .data.build import build_data
+    from .detection import detection_metrics
+    from .methods import get_method
+    from .results import read_model_state
+
+    base = setting(config)
+    data = build_data(base)
+    wrong = (data.train.labels != data.train.true_labels).cpu().numpy()
+    train.run(base, progress=progress)
+    model = get_method("BaseModel")(base, data, train.resolve_device(base.device)).model
+    model.load_state_dict(read_model_state(train.run_directory(base), train.resolve_device(base.device)))
+    out = {"noisy": int(wrong.sum()), "instances": len(wrong), "detectors": {}}
+    for detector in ("GDW", "MWNet", "small-loss", "cleanlab"):
+        sources = detector_configs(base, detector)
+        own = sources if detector == "cleanlab" else sources[:1]
+        results = [train.run(c, progress=progress) for c in sources]
+        score = scores(detector, [train.run_directory(c) for c in sources], data, model)
+        retrained = train.run(base.replace(drop=detector), progress=progress)
+        with np.load(train.run_directory(base.replace(drop=detector)) / "exports.npz") as f:
+            dropped = len(f["dropped"])
+        out["detectors"][detector] = {
+            **detection_metrics(wrong, score), "flagged": dropped,
+            "retrained_accuracy": retrained["final_accuracy"], "runs": len(own),
+            "training_seconds": sum(r["wall_time"] for r in results[:len(own)])}
+    out["accuracy"] = {m: train.run(base.replace(method=m), progress=progress)["final_accuracy"]
+                       for m in ("BaseModel", "MWNet", "GDW")}
+    return out

@@ -107,3 +107,31 @@ def test_retraining_without_a_detectors_flagged_instances(finished, detector):
         expected = np.sort(np.argsort(-score, kind="stable")[:found.sum()])
     np.testing.assert_array_equal(dropped, expected)
     assert result["history"] and len(dropped) == found.sum()
+
+
+def test_compare_reports_each_detector_against_the_truth(finished):
+    """The comparison's numbers agree with those computed here from the runs' files."""
+    from sklearn.metrics import roc_auc_score
+
+    out = label_errors.compare(finished)
+    data = build_data(finished)
+    wrong = (data.train.labels != data.train.true_labels).numpy()
+    score = cleanlab_issues(data.train.labels.numpy(), assembled_probs(finished)).score
+    c = out["detectors"]["cleanlab"]
+    assert c["auroc"] == pytest.approx(roc_auc_score(wrong, score)) and c["runs"] == label_errors.FOLDS
+    assert out["noisy"] == wrong.sum() and out["instances"] == 400
+    assert {d["flagged"] for d in out["detectors"].values()} == {c["flagged"]}
+    assert out["detectors"]["GDW"]["runs"] == 1 and out["detectors"]["GDW"]["training_seconds"] == \
+        train.find_result(finished.replace(method="GDW"))["wall_time"]
+
+
+def test_the_command_prints_the_comparison(finished, capsys):
+    from gdwlib import cli
+
+    args = ["label-errors", "--profile", "smoke", "--noise", "uniform", "--ratio", "0.4", "--device", "cpu",
+            "--results-dir", finished.results_dir, "--quiet"]
+    assert cli.main(args) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert "training labels are wrong (uniform 0.4, mlp_bn, seed 1)" in out[0]
+    rows = [line.split(" | ")[0].strip("| ") for line in out if line.startswith("| ") and "---" not in line]
+    assert rows[1:] == ["GDW", "MWNet", "small-loss", "cleanlab"]
