@@ -127,6 +127,7 @@ def browser():
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(service=Service(driver_path), options=options)
     driver.set_page_load_timeout(60)
+    driver.set_script_timeout(90)   # PAGE_STATE waits up to 60 s for MathJax to start
     yield driver
     driver.quit()
 
@@ -134,8 +135,14 @@ def browser():
 # What the page shows once MathJax has typeset it, read in the browser.
 PAGE_STATE = """
 const done = arguments[arguments.length - 1];
-const ready = (window.MathJax && MathJax.startup && MathJax.startup.promise) || Promise.resolve();
-ready.then(() => {
+// A page that loads MathJax may not have run it yet (the script is deferred, and slow on a loaded
+// machine): wait for its start-up promise to exist, then for it to settle.
+const loadsMathJax = !!document.querySelector('script[src*="mathjax" i], script[src*="tex-" i]');
+const began = Date.now();
+const mathJax = () => window.MathJax && MathJax.startup && MathJax.startup.promise;
+const whenReady = () => mathJax() ? mathJax() : (!loadsMathJax || Date.now() - began > 60000) ? Promise.resolve()
+    : new Promise(r => setTimeout(r, 100)).then(whenReady);
+whenReady().then(() => {
   const text = [...document.querySelectorAll('article')].map(a => {
     const copy = a.cloneNode(true);
     copy.querySelectorAll('pre, code, mjx-container, script, style, .cell_input, .MathJax_Preview')
