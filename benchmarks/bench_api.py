@@ -72,12 +72,6 @@ def bench_args(args) -> argparse.Namespace:
     return argparse.Namespace(batch=args.batch, seed=1, epoch=None)
 
 
-def held_bytes(recorder: gdwlib.InstanceWeights) -> int:
-    state = recorder.state_dict()
-    tensors = list(state["sums"].values()) + list(state["counts"].values()) + list(recorder._current.values())
-    return sum(t.numel() * t.element_size() for t in tensors)
-
-
 def memory(instances: int, classes: int, batch: int, epochs: int) -> dict:
     recorder = gdwlib.InstanceWeights(instances, classes)
     labels = torch.randint(0, classes, (instances,))
@@ -90,7 +84,7 @@ def memory(instances: int, classes: int, batch: int, epochs: int) -> dict:
             rows = torch.rand(n, classes)
             recorder.record(index, labels[index], StepWeights(torch.rand(n), torch.rand(n), rows, rows))
         recorder.end_epoch()
-        after.append(held_bytes(recorder))
+        after.append(recorder.nbytes())
         peak = bench.proc_status_mb("VmHWM")
         hwm_rise.append(None if before is None or peak is None else peak - before)
     per_iteration = (instances // batch) * batch * (classes + 3) * 4   # one epoch of (rows, target, w, loss)

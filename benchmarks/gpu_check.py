@@ -376,7 +376,7 @@ def project(ctx: Context, result: dict) -> dict:
 
 
 SECTIONS: dict[str, tuple[str, Callable[[Context, dict], object]]] = {
-    "machine": ("the machine", lambda ctx, result: machine(ctx)),
+    "machine": ("the machine", lambda ctx, result: result["machine"]),   # read before the first section
     "equivalence": ("the device against the CPU, from the same state", lambda ctx, result: equivalence(ctx)),
     "tangents": ("J v read off the forward's graph", lambda ctx, result: tangent_agreement(ctx)),
     "cuda_tests": ("the CUDA tests", lambda ctx, result: cuda_tests(ctx)),
@@ -492,13 +492,12 @@ def run_check(ctx: Context, sections: tuple[str, ...], stem: str, quick: bool = 
     for k, name in enumerate(sections, start=1):
         print(f"{k}. {SECTIONS[name][0]}", file=sys.stderr, flush=True)
         started = time.perf_counter()
-        if name != "machine":
-            try:
-                result[name] = SECTIONS[name][1](ctx, result)
-            except Exception as e:   # recorded; the next section still runs
-                result.setdefault("errors", {})[name] = {"error": f"{type(e).__name__}: {e}",
-                                                         "traceback": traceback.format_exc()}
-                print(f"  FAILED: {type(e).__name__}: {e}", file=sys.stderr)
+        try:
+            result[name] = SECTIONS[name][1](ctx, result)
+        except Exception as e:   # recorded; the next section still runs
+            result.setdefault("errors", {})[name] = {"error": f"{type(e).__name__}: {e}",
+                                                     "traceback": traceback.format_exc()}
+            print(f"  FAILED: {type(e).__name__}: {e}", file=sys.stderr)
         result.setdefault("timings", {})[name] = time.perf_counter() - started
         result["seconds"] = time.perf_counter() - began
         write(result, ctx.out, stem)

@@ -183,7 +183,7 @@ def _splits(train: Dataset, meta, meta_per_class, trusted, seed: int) -> tuple[D
 def predicted_probabilities(model: nn.Module, data: LoaderData, dataset: Dataset) -> np.ndarray:
     """The model's class probabilities (eval mode) for every item of ``dataset``, in order."""
     model.eval()
-    probs = [torch.softmax(model(b.x), 1).cpu() for b in data._batches(data._loader(dataset, 256, None), None)]
+    probs = [torch.softmax(model(b.x), 1).cpu() for b in data.ordered(dataset)]
     return torch.cat(probs).numpy()
 
 

@@ -83,6 +83,11 @@ class InstanceWeights:
                                               else torch.empty(0, self.num_instances)).cpu().numpy()
         return out
 
+    def nbytes(self) -> int:
+        """The bytes its tensors hold (the per-epoch targets of ``keep_epochs`` included)."""
+        tensors = [*self._current.values(), *self._sums.values(), *self._counts.values(), *self._per_epoch]
+        return sum(t.numel() * t.element_size() for t in tensors)
+
     def state_dict(self) -> dict:
         return {"sums": dict(self._sums), "counts": dict(self._counts), "epochs_averaged": list(self.epochs_averaged),
                 "per_epoch": list(self._per_epoch)}

@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from .config import RunConfig
+from .data.batches import ordered_batches
 
 FOLDS = 4
 LAST_EPOCHS = 5
@@ -76,11 +77,8 @@ def final_losses(model: torch.nn.Module, data) -> np.ndarray:
     """Each training instance's cross-entropy on its given label under ``model`` (eval mode,
     without augmentation): the small-loss score."""
     model.eval()
-    split, losses = data.train, []
-    for start in range(0, len(split), 500):
-        x = data.pipeline(split.images[start:start + 500], None)
-        losses.append(F.cross_entropy(model(x), split.labels[start:start + 500], reduction="none").cpu())
-    return torch.cat(losses).numpy()
+    return torch.cat([F.cross_entropy(model(b.x), b.y, reduction="none").cpu()
+                      for b in ordered_batches(data.train, 500, data.pipeline)]).numpy()
 
 
 def scores(detector: str, dirs: list[Path], data, model: torch.nn.Module | None = None) -> np.ndarray:
@@ -121,15 +119,16 @@ def compare(config: RunConfig, progress: bool = False) -> dict:
     from . import train
     from .data.build import build_data
     from .detection import detection_metrics
-    from .methods import get_method
+    from .methods.base import make_model
     from .results import read_model_state
 
     base = setting(config)
     data = build_data(base)
     wrong = (data.train.labels != data.train.true_labels).cpu().numpy()
     train.run(base, progress=progress)
-    model = get_method("BaseModel")(base, data, train.resolve_device(base.device)).model
-    model.load_state_dict(read_model_state(train.run_directory(base), train.resolve_device(base.device)))
+    device = train.resolve_device(base.device)
+    model = make_model(base, data).to(device)
+    model.load_state_dict(read_model_state(train.run_directory(base), device))
     out = {"noisy": int(wrong.sum()), "instances": len(wrong), "detectors": {}}
     for detector in ("GDW", "MWNet", "small-loss", "cleanlab"):
         sources = detector_configs(base, detector)

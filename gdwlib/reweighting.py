@@ -100,6 +100,13 @@ class Reweighter:
         """The real forward's logits, the matrix ``G`` Step 3 sends into them, and the weights."""
         raise NotImplementedError
 
+    def _forward(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        """The real forward's logits and each instance's cross-entropy, checked finite."""
+        logits = self.model(x)
+        losses = F.cross_entropy(logits.detach(), y, reduction="none")
+        check_finite(losses.mean())
+        return logits, losses
+
     def state_dict(self) -> dict:
         """Everything a checkpoint needs besides the model and the real optimiser."""
         return {}
@@ -124,15 +131,17 @@ class MWNet(Reweighter):
         self.vnet_optimizer = vnet_optimizer or torch.optim.Adam(vnet.parameters(), lr=vnet_lr,
                                                                  weight_decay=vnet_weight_decay)
 
-    def _meta_step(self, x, y, x_meta, y_meta, lr, constraint: bool):
-        step = weighted_meta_step(self.model, self.vnet, x, y, x_meta, y_meta, lr, vnet_optimizer=self.vnet_optimizer,
-                                  clamp_max=self.clamp_max, constraint=constraint, method=self.meta_method)
+    @staticmethod
+    def _checked(step):
+        """``step`` (Steps 1-2), once its losses and its meta loss are known to be finite."""
         check_finite(step.losses.mean())
         check_finite(step.meta_loss, "meta loss")
         return step
 
     def _step(self, x, y, x_meta, y_meta, lr):
-        step = self._meta_step(x, y, x_meta, y_meta, lr, constraint=False)
+        step = self._checked(weighted_meta_step(
+            self.model, self.vnet, x, y, x_meta, y_meta, lr, vnet_optimizer=self.vnet_optimizer,
+            clamp_max=self.clamp_max, constraint=False, method=self.meta_method))
         with torch.no_grad():
             w_new = self.vnet(step.losses[:, None]).reshape(-1)
         G = w_new[:, None] * step.d1 / len(x)
@@ -166,11 +175,10 @@ class GDW(MWNet):
         self.clip, self.constraint = clip, constraint
 
     def _step(self, x, y, x_meta, y_meta, lr):
-        it = gdw_iteration(self.model, self.vnet, x, y, x_meta, y_meta, lr, vnet_optimizer=self.vnet_optimizer,
-                           rule=self.step_rule, outer_lr=self.outer_lr, omega_lr=self.omega_lr, clip=self.clip,
-                           clamp_max=self.clamp_max, constraint=self.constraint, method=self.meta_method)
-        check_finite(it.losses.mean())
-        check_finite(it.meta_loss, "meta loss")
+        it = self._checked(gdw_iteration(
+            self.model, self.vnet, x, y, x_meta, y_meta, lr, vnet_optimizer=self.vnet_optimizer, rule=self.step_rule,
+            outer_lr=self.outer_lr, omega_lr=self.omega_lr, clip=self.clip, clamp_max=self.clamp_max,
+            constraint=self.constraint, method=self.meta_method))
         return it.logits, it.G_step3, StepWeights(it.losses, it.w, it.omega, it.omega_prime.detach())
 
 
@@ -218,9 +226,7 @@ class L2RW(Reweighter):
     nothing is learned across iterations. The weights already sum to 1, so ``G = w (p - y)``."""
 
     def _step(self, x, y, x_meta, y_meta, lr):
-        logits = self.model(x)
-        losses = F.cross_entropy(logits.detach(), y, reduction="none")
-        check_finite(losses.mean())
+        logits, losses = self._forward(x, y)
         w, meta_loss = l2rw_instance_weights(self.model, logits, x, y, x_meta, y_meta, lr, method=self.meta_method)
         check_finite(meta_loss, "meta loss")
         return logits, w[:, None] * D1(logits.detach(), y), StepWeights(losses, w, None, None)
@@ -235,7 +241,5 @@ class BaseModel(Reweighter):
     uses_meta = False
 
     def _step(self, x, y, x_meta, y_meta, lr):
-        logits = self.model(x)
-        losses = F.cross_entropy(logits.detach(), y, reduction="none")
-        check_finite(losses.mean())
+        logits, losses = self._forward(x, y)
         return logits, D1(logits.detach(), y) / len(x), StepWeights(losses, torch.ones_like(losses), None, None)

@@ -48,6 +48,11 @@ class Split:
     def to(self, device) -> "Split":
         return Split(self.images.to(device), self.labels.to(device), self.true_labels.to(device))
 
+    def subset(self, index) -> "Split":
+        """The instances at positions ``index``, in that order."""
+        keep = torch.as_tensor(index, device=self.labels.device)
+        return Split(self.images[keep], self.labels[keep], self.true_labels[keep])
+
 
 @dataclass
 class Pipeline:

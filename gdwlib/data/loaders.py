@@ -79,8 +79,12 @@ class LoaderData:
         dataset = self.meta if (self.augment if augment is None else augment) else self.meta_plain
         return self._batches(self._loader(dataset, self.batch_size, generator(self.seed, epoch, "meta-pass")), None)
 
+    def ordered(self, dataset: Dataset, batch_size: int = 256) -> Iterator[Batch]:
+        """``dataset`` (yielding ``(x, y, index)``) in order, in batches on the device."""
+        return self._batches(self._loader(dataset, batch_size, None), None)
+
     def test_batches(self, batch_size: int = 256) -> Iterator[Batch]:
-        return self._batches(self._loader(self.test, batch_size, None), None)
+        return self.ordered(self.test, batch_size)
 
     def iterations_per_epoch(self) -> int:
         return -(-len(self.train) // self.batch_size)

@@ -22,7 +22,7 @@ from torch import Tensor, nn
 from .._checks import NonFiniteLossError, check_finite  # noqa: F401 - NonFiniteLossError: gdwlib.methods exports it
 from ..update import step_through_logits
 from ..config import RunConfig
-from ..data.batches import Batch, Split
+from ..data.batches import Batch, ordered_batches
 from ..data.build import TrainingData
 from ..results import read_model_state
 from ..gradients import D1
@@ -198,9 +198,7 @@ class BaseModel(LogitGradientMethod):
         """Keep only the training instances ``index`` (the meta and test sets stay)."""
         if not isinstance(self.data, TrainingData):
             raise ValueError(f"cross-validation and dropping instances need data held in memory, not {self.config.dataset}")
-        keep = torch.as_tensor(index, device=self.full_train.labels.device)
-        t = self.full_train
-        self.data = dataclasses.replace(self.data, train=Split(t.images[keep], t.labels[keep], t.true_labels[keep]))
+        self.data = dataclasses.replace(self.data, train=self.full_train.subset(index))
 
     def start_from(self, required: list[Path]) -> None:
         if self.config.drop is None:
@@ -223,8 +221,7 @@ class BaseModel(LogitGradientMethod):
             return {"dropped": self.dropped}
         if self.config.folds is None:
             return super().exports()
-        model, t = self.eval_model().eval(), self.full_train
-        pipeline = self.data.pipeline
-        probs = [torch.softmax(model(pipeline(t.images[torch.as_tensor(i, device=t.labels.device)], None)), 1).cpu()
-                 for i in np.array_split(self.heldout, max(1, len(self.heldout) // 500))]
+        model = self.eval_model().eval()
+        probs = [torch.softmax(model(b.x), 1).cpu()
+                 for b in ordered_batches(self.full_train.subset(self.heldout), 500, self.data.pipeline)]
         return {"heldout_index": self.heldout, "heldout_probs": torch.cat(probs).numpy()}

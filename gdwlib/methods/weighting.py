@@ -30,11 +30,14 @@ class MWNet(Method):
         self.reweighter = self.make_reweighter(config)
         self.vnet, self.vnet_optimizer = self.reweighter.vnet, self.reweighter.vnet_optimizer
 
+    reweighter_class = reweighting.MWNet
+    # the config fields the reweighter takes, by the same names
+    reweighter_fields = ("vnet_hidden", "vnet_lr", "vnet_weight_decay", "meta_method", "clamp_max")
+
     def make_reweighter(self, config) -> reweighting.MWNet:
         """The public API's object on this run's model and optimiser: the same code path."""
-        return reweighting.MWNet(self.model, self.optimizer, vnet_hidden=config.vnet_hidden, vnet_lr=config.vnet_lr,
-                                 vnet_weight_decay=config.vnet_weight_decay, meta_method=config.meta_method,
-                                 clamp_max=config.clamp_max)
+        return self.reweighter_class(self.model, self.optimizer,
+                                     **{name: getattr(config, name) for name in self.reweighter_fields})
 
     def train_step(self, batch: Batch, meta: Iterator[Batch]) -> Tensor:
         m = next(meta)
@@ -53,9 +56,5 @@ class GDW(MWNet):
     """
 
     name = "GDW"
-
-    def make_reweighter(self, config) -> reweighting.GDW:
-        return reweighting.GDW(self.model, self.optimizer, vnet_hidden=config.vnet_hidden, vnet_lr=config.vnet_lr,
-                               vnet_weight_decay=config.vnet_weight_decay, meta_method=config.meta_method,
-                               clamp_max=config.clamp_max, step_rule=config.step_rule, outer_lr=config.outer_lr,
-                               omega_lr=config.omega_lr, clip=config.clip, constraint=config.constraint)
+    reweighter_class = reweighting.GDW
+    reweighter_fields = MWNet.reweighter_fields + ("step_rule", "outer_lr", "omega_lr", "clip", "constraint")
