@@ -9,7 +9,9 @@ The public API, for GDW on your own model and data (imported on first use, so th
   evaluation, checkpoints and resume (the book's trainer), weights and suspected label errors;
 - :class:`InstanceWeights` (:mod:`gdwlib.instance_weights`): the weights learned per instance;
 - :func:`carve_meta_set` (:mod:`gdwlib.data.split`): a clean meta set from a per-class budget or
-  from trusted indices.
+  from trusted indices;
+- :class:`Indexed` (:mod:`gdwlib.data.loaders`): a Dataset's ``(x, y)`` with each instance's
+  index, which the step needs to record what it learns about that instance.
 """
 from importlib import import_module
 
@@ -17,7 +19,7 @@ __version__ = "0.1.0"
 
 _PUBLIC = {"GDW": "reweighting", "MWNet": "reweighting", "L2RW": "reweighting", "BaseModel": "reweighting",
            "StepWeights": "reweighting", "fit": "fitting",
-           "InstanceWeights": "instance_weights", "carve_meta_set": "data.split"}
+           "InstanceWeights": "instance_weights", "carve_meta_set": "data.split", "Indexed": "data.loaders"}
 __all__ = sorted(_PUBLIC)
 
 

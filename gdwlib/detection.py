@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import csv
 import io
+import warnings
 from collections.abc import Sequence, Sized
 from pathlib import Path
 from typing import NamedTuple
@@ -159,8 +160,11 @@ def cleanlab_issues(labels: np.ndarray, pred_probs: np.ndarray) -> LabelIssues:
     in-sample probabilities a network that memorised the noisy labels agrees with them and nothing
     is found. Producing them is not this module's job.
     """
-    from cleanlab.filter import find_label_issues
-    from cleanlab.rank import get_label_quality_scores
+    with warnings.catch_warnings():
+        # cleanlab imports tqdm.auto, which warns in a notebook kernel without ipywidgets (no bar is shown here)
+        warnings.filterwarnings("ignore", message="IProgress not found")
+        from cleanlab.filter import find_label_issues
+        from cleanlab.rank import get_label_quality_scores
 
     labels, pred_probs = np.asarray(labels), np.asarray(pred_probs, dtype=float)
     if pred_probs.ndim != 2:

@@ -33,6 +33,12 @@ SEEDS = {"cpu": [1, 2, 3, 4, 5], "smoke": [1], "paper": [1, 2, 3, 4, 5]}
 # 60% uniform noise, three seeds), sized so that its runs cost about what the MLP's do.
 SECOND_NETWORK = {"cpu": dict(model="small_cnn_strided", levels=(0.4, 0.6), seeds=(1, 2, 3)),
                   "smoke": dict(model="small_cnn_strided", levels=(0.4, 0.6), seeds=(1,))}
+# Finding mislabelled instances (gdwlib.label_errors): settings where the noise is injected and the
+# truth known, as (noise, ratio, imbalance factor), on both networks of the profile. The last is a
+# long-tailed set (mu = 0.1, as Figure 6) whose labels are also corrupted, the practitioner's case.
+DETECTION = {"cpu": dict(settings=(("uniform", 0.4, 1.0), ("uniform", 0.6, 1.0), ("flip", 0.2, 1.0), ("flip", 0.4, 1.0),
+                                   ("uniform", 0.2, 0.1)), seeds=(1, 2, 3)),
+             "smoke": dict(settings=(("uniform", 0.4, 1.0), ("uniform", 0.2, 0.1)), seeds=(1,))}
 ABLATED = "GDW (no constraint)"   # the ablation's method: GDW with constraint=False
 PAPER_DATASET = {"fashion-mnist": "cifar10", "cifar10": "cifar10", "cifar100": "cifar100", "clothing1m": "clothing1m"}
 
@@ -121,6 +127,29 @@ def second_network_cells(profile: str = "cpu", **fields) -> list[Cell]:
             + ablation_cells(profile, seeds=seeds, **fields))
 
 
+def detection_settings(profile: str = "cpu", *, seeds=None, **fields) -> list[RunConfig]:
+    """The settings of the label-error comparison under ``profile`` (each as its plain BaseModel
+    run; empty for a profile without one): every setting of :data:`DETECTION` on the profile's
+    network and on its second network, for each seed."""
+    spec = DETECTION.get(profile)
+    if spec is None:
+        return []
+    fields = {k: v for k, v in fields.items() if v is not None}
+    dataset = fields.pop("dataset", None) or DATASETS[profile][0]
+    networks = [{}] + ([{"model": SECOND_NETWORK[profile]["model"]}] if profile in SECOND_NETWORK else [])
+    return [profile_config(profile, dataset, method="BaseModel", noise=noise, ratio=ratio, imbalance=mu, seed=seed,
+                           **network, **fields)
+            for network in networks for noise, ratio, mu in spec["settings"]
+            for seed in seeds or _override_seeds(fields) or spec["seeds"]]
+
+
+def detection_configs(profile: str = "cpu", **fields) -> list[RunConfig]:
+    """Every run the label-error comparison reads or makes under ``profile``."""
+    from .label_errors import setting_runs
+
+    return [c for base in detection_settings(profile, **fields) for c in setting_runs(base)]
+
+
 def figure_configs(profile: str = "cpu", *, dataset=None, seed=None, **fields) -> dict[str, RunConfig]:
     """The runs Figures 3-6 are drawn from: GDW and MW-Net under 40% uniform noise (Figures 3-5)
     and GDW on the long-tailed set with mu = 0.1 (Figure 6), first seed of the profile."""
@@ -157,6 +186,9 @@ def grid(profile: str = "cpu", pretrained: str | None = None, **fields) -> dict[
     if second:   # the profiles whose first network is not the paper's ResNet-32
         out["second network"] = second
     out["figures"] = list(figure_configs(profile, **fields).values())
+    detection = detection_configs(profile, **fields)
+    if detection:
+        out["label errors"] = detection
     return out
 
 
@@ -201,12 +233,15 @@ class MissingRunsError(RuntimeError):
 
 
 def describe_runs(configs: list[RunConfig]) -> list[str]:
-    """One line per setting and method, with its seeds: ``"GDW  cifar10 uniform 40%: seeds 1, 2"``."""
+    """One line per setting and method, with its seeds: ``"GDW  cifar10 uniform 40%: seeds 1, 2"``
+    (and the network, where the runs train more than one)."""
+    several = len({c.model for c in configs}) > 1
     groups: dict[tuple, list[int]] = {}
     for c in configs:
         setting = (f"{c.noise} {c.ratio:.0%}" if c.noise != "none" else "clean") \
-            + (f", mu = {c.imbalance:g}" if c.imbalance < 1 else "") + ("" if c.constraint else ", no constraint")
-        groups.setdefault((c.method, c.dataset, setting), []).append(c.seed)
+            + (f", mu = {c.imbalance:g}" if c.imbalance < 1 else "") + ("" if c.constraint else ", no constraint") \
+            + (f", fold {c.fold} of {c.folds}" if c.folds else "") + (f", without {c.drop}'s flagged" if c.drop else "")
+        groups.setdefault((c.method, c.dataset + (f" {c.model}" if several else ""), setting), []).append(c.seed)
     return [f"{m:12s} {d} {s}: seed{'s' if len(v) > 1 else ''} {', '.join(map(str, sorted(set(v))))}"
             for (m, d, s), v in groups.items()]
 

@@ -20,13 +20,17 @@ BaseModel (``drop=DETECTOR``) compares *which* instances each one finds.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .config import RunConfig
+from .config import DETECTORS, RunConfig
 from .data.batches import ordered_batches
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 FOLDS = 4
 LAST_EPOCHS = 5
@@ -56,6 +60,14 @@ def detector_configs(config: RunConfig, detector: str) -> list[RunConfig]:
     own = {"GDW": [base.replace(method="GDW")], "MWNet": [base.replace(method="MWNet")], "small-loss": [base],
            "cleanlab": []}[detector]
     return own + fold_configs(config)
+
+
+def setting_runs(config: RunConfig) -> list[RunConfig]:
+    """Every run the comparison reads or makes for ``config``'s setting: BaseModel, MW-Net and GDW,
+    the cross-validation folds, and BaseModel retrained without each detector's flagged set."""
+    base = setting(config)
+    return ([base, base.replace(method="MWNet"), base.replace(method="GDW"), *fold_configs(base)]
+            + [base.replace(drop=d) for d in DETECTORS])
 
 
 def heldout_probabilities(fold_dirs: list[Path], n: int) -> np.ndarray:
@@ -130,7 +142,7 @@ def compare(config: RunConfig, progress: bool = False) -> dict:
     model = make_model(base, data).to(device)
     model.load_state_dict(read_model_state(train.run_directory(base), device))
     out = {"noisy": int(wrong.sum()), "instances": len(wrong), "detectors": {}}
-    for detector in ("GDW", "MWNet", "small-loss", "cleanlab"):
+    for detector in DETECTORS:
         sources = detector_configs(base, detector)
         own = sources if detector == "cleanlab" else sources[:1]
         results = [train.run(c, progress=progress) for c in sources]
@@ -145,3 +157,124 @@ def compare(config: RunConfig, progress: bool = False) -> dict:
     out["accuracy"] = {m: train.run(base.replace(method=m), progress=progress)["final_accuracy"]
                        for m in ("BaseModel", "MWNet", "GDW")}
     return out
+
+
+METRICS = {"auroc": "AUROC", "auprc": "AUPRC", "precision_at_k": "precision at k"}
+DETECTOR_NAMES = {"GDW": "GDW (1 - target weight)", "MWNet": "MW-Net (1 - weight)", "small-loss": "small loss",
+                  "cleanlab": f"cleanlab ({FOLDS}-fold CV)"}
+
+
+def setting_label(config: RunConfig) -> str:
+    """The setting in words: ``"uniform 40%"``, ``"flip 20%"``, ``"uniform 20%, long tail"`` (the
+    imbalance factor is in :data:`gdwlib.experiments.DETECTION` and the chapter's text)."""
+    noise = f"{config.noise} {config.ratio:.0%}"
+    return noise if config.imbalance >= 1 else f"{noise}, long tail μ={config.imbalance:g}"
+
+
+def comparison_frame(settings: list[RunConfig], progress: bool = False) -> "pd.DataFrame":
+    """:func:`compare` on each setting (one seed each), as one row per (setting, seed, detector),
+    with the accuracies of BaseModel, MW-Net and GDW trained on the setting beside each row."""
+    import pandas as pd
+
+    rows = []
+    for base in settings:
+        out = compare(base, progress=progress)
+        accuracy = {f"{m} accuracy": v for m, v in out["accuracy"].items()}
+        for detector, d in out["detectors"].items():
+            rows.append({"network": base.model, "setting": setting_label(base), "seed": base.seed,
+                         "detector": detector, "noisy": out["noisy"], "instances": out["instances"],
+                         **{k: d[k] for k in (*METRICS, "flagged", "retrained_accuracy", "runs", "training_seconds")},
+                         **accuracy})
+    return pd.DataFrame(rows)
+
+
+def _mean_sd(values: "pd.Series", digits: int) -> str:
+    mean = values.mean()
+    return f"{mean:.{digits}f}" if len(values) < 2 else f"{mean:.{digits}f} ± {values.std(ddof=1):.{digits}f}"
+
+
+def summary_table(frame: "pd.DataFrame", network: str) -> "pd.DataFrame":
+    """One network's comparison: per setting and detector, each metric and the retrained accuracy
+    as mean ± standard deviation over the seeds, the instances flagged and the training runs and
+    seconds the detector needed (means)."""
+    import pandas as pd
+
+    rows = {}
+    for (setting, detector), g in frame[frame.network == network].groupby(["setting", "detector"], sort=False):
+        rows[(setting, DETECTOR_NAMES[detector])] = {
+            **{name: _mean_sd(g[key], 3) for key, name in METRICS.items()},
+            "flagged": f"{g['flagged'].mean():.0f} (of {g['noisy'].mean():.0f} wrong)",
+            "retrained without flagged, %": _mean_sd(g["retrained_accuracy"], 2),
+            "training runs": int(g["runs"].iloc[0]), "training s": f"{g['training_seconds'].mean():.0f}"}
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    table.index = pd.MultiIndex.from_tuples(table.index, names=["setting", "detector"])
+    return table
+
+
+def accuracy_table(frame: "pd.DataFrame", network: str) -> "pd.DataFrame":
+    """Per setting: the test accuracy of BaseModel, MW-Net and GDW trained on the noisy set, beside
+    BaseModel retrained without each detector's flagged instances (mean ± sd over seeds)."""
+    import pandas as pd
+
+    rows = {}
+    for setting, g in frame[frame.network == network].groupby("setting", sort=False):
+        first = g.drop_duplicates("seed")
+        row = {f"{m} (trained on all)": _mean_sd(first[f"{m} accuracy"], 2) for m in ("BaseModel", "MWNet", "GDW")}
+        for detector, d in g.groupby("detector", sort=False):
+            row[f"BaseModel without {detector}'s flagged"] = _mean_sd(d["retrained_accuracy"], 2)
+        rows[setting] = row
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("setting")
+
+
+def _paired(frame: "pd.DataFrame", metric: str, a: str, b: str) -> "pd.Series":
+    """Per setting, ``a``'s value minus ``b``'s, seed by seed (a column per seed)."""
+    wide = frame.pivot_table(index=["setting", "seed"], columns="detector", values=metric, sort=False)
+    return (wide[a] - wide[b]).unstack("seed")
+
+
+def head_to_head(frame: "pd.DataFrame", metric: str, a: str, b: str) -> dict[str, list[str]]:
+    """The settings where ``a`` beats ``b`` on ``metric`` in every seed, loses in every seed, or
+    neither (mixed): with three seeds, a side that wins every seed by chance alone does so with
+    probability 1/8."""
+    diff = _paired(frame, metric, a, b)
+    out = {"better": [], "worse": [], "mixed": []}
+    for setting, row in diff.iterrows():
+        out["better" if (row > 0).all() else "worse" if (row < 0).all() else "mixed"].append(setting)
+    return out
+
+
+def best_detectors(frame: "pd.DataFrame", metric: str = "auroc") -> "pd.Series":
+    """Per setting, the detector with the highest mean ``metric`` over seeds."""
+    means = frame.groupby(["setting", "detector"], sort=False)[metric].mean()
+    return means.groupby(level="setting", sort=False).idxmax().map(lambda key: key[1])
+
+
+def _settings(names: list[str]) -> str:
+    return "none" if not names else "; ".join(names)
+
+
+def verdict(frame: "pd.DataFrame", network_name: str) -> str:
+    """The comparison on one network in words, every count computed from ``frame`` (that network's
+    rows): GDW against cleanlab on AUROC and precision at k, seed by seed; the best detector per
+    setting; and whether removing GDW's suspects and retraining beats GDW's own network."""
+    seeds = frame["seed"].nunique()
+    n = frame["setting"].nunique()
+    lines = [f"**{network_name}** ({n} settings, {seeds} seed{'s' if seeds > 1 else ''} each):"]
+    for metric in ("auroc", "precision_at_k"):
+        h = head_to_head(frame, metric, "GDW", "cleanlab")
+        lines.append(f"- {METRICS[metric]}: GDW's weight beats cleanlab in every seed in {len(h['better'])} of {n} "
+                     f"settings ({_settings(h['better'])}), loses in every seed in {len(h['worse'])} "
+                     f"({_settings(h['worse'])}), and is mixed in {len(h['mixed'])} ({_settings(h['mixed'])}).")
+    best = best_detectors(frame)
+    counts = best.value_counts()
+    lines.append("- The best detector by mean AUROC: " + ", ".join(
+        f"{DETECTOR_NAMES[d]} in {k} setting{'s' if k > 1 else ''} ({_settings(list(best[best == d].index))})"
+        for d, k in counts.items()) + ".")
+    per_setting = frame.drop_duplicates(["setting", "seed"]).groupby("setting", sort=False)["GDW accuracy"].mean()
+    retrained = frame[frame.detector == "GDW"].groupby("setting", sort=False)["retrained_accuracy"].mean()
+    gain = retrained - per_setting
+    ahead = list(gain[gain > 0].index)
+    lines.append(f"- BaseModel retrained without the instances GDW flags is more accurate than GDW's own network "
+                 f"(means over seeds) in {len(ahead)} of {n} settings ({_settings(ahead)}); the difference ranges "
+                 f"from {gain.min():+.2f} to {gain.max():+.2f} points.")
+    return "\n".join(lines)

@@ -27,11 +27,15 @@ def test_injected_parameters_are_removed_from_the_page_and_nothing_else(tmp_path
 
 @pytest.mark.parametrize("path", EXPERIMENTS, ids=lambda p: p.stem)
 def test_every_code_cell_of_an_experiment_page_is_hidden_or_removed(path):
-    """An experiment page shows text, tables and figures; its code is one click away or gone."""
+    """An experiment page shows text, tables and figures; its code is one click away or gone, except
+    a short example of the public API that the page is about (tagged ``api-example``)."""
     nb = nbformat.read(path, as_version=4)
     for cell in nb.cells:
         if cell.cell_type == "code":
             tags = set(cell.metadata.get("tags", []))
+            if "api-example" in tags:
+                assert len(cell.source.splitlines()) <= 15 and not tags & {"remove-cell", "parameters"}
+                continue
             assert tags & {"remove-cell", "remove-input", "hide-input"}, cell.source[:80]
             if "parameters" in tags:
                 assert "remove-cell" in tags

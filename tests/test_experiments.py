@@ -107,3 +107,27 @@ def test_the_book_never_trains_the_paper_profile(workdir):
     assert "GDW          cifar100 uniform 60%: seeds 1, 2, 3, 4, 5" in message
     assert "python -m gdwlib sweep --profile paper" in message
     assert not list((workdir / "results").glob("runs/*cifar*"))
+
+
+def test_own_data_chapter_trains_both_ways_and_compares_the_detectors(workdir):
+    """The chapter on the smoke profile: the API loop and `gdw fit` on its example folders, its
+    counts re-derived here from the files it wrote, and the detection comparison on both networks."""
+    import csv
+
+    nb = execute("17-own-data", workdir, train_per_class=30, fit_epochs=3, work_dir=str(workdir / "own"))
+    text = "\n".join(outputs(nb, "text/markdown"))
+    with open(workdir / "own" / "folders" / "truth.csv") as f:
+        truth = {row["path"]: row for row in csv.DictReader(f)}
+    with open(workdir / "own" / "fit" / "label_issues.csv") as f:
+        top = list(csv.DictReader(f))[:16]
+    assert len(truth) == 300 and {row["given"] for row in top} <= {row["given"] for row in truth.values()}
+    root = str(workdir / "own" / "folders") + "/"
+    hits = sum(truth[row["path"].replace(root, "")]["true"] != row["given"] for row in top)
+    assert f"{hits} of the 16 most suspect images have a wrong label" in text
+    assert "After 3 epochs: test accuracy" in text and "python -m gdwlib fit --train folders/train" in text
+    assert len([o for o in outputs(nb, "image/png")]) == 2 + 2   # weights, suspects; one plot per network
+    for network in ("MLP 784-256-256-10 with BatchNorm", "CNN with two strided convolutions"):
+        assert f"### {network}" in text
+    assert text.count("- AUROC: GDW's weight beats cleanlab in every seed in") == 2
+    tables = [h for h in outputs(nb, "text/html") if "AUROC" in h]
+    assert len(tables) == 2 and all(h.count("cleanlab (4-fold CV)") == 2 for h in tables)   # 2 settings each

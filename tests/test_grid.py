@@ -61,6 +61,27 @@ def test_second_network_runs_the_headline_and_the_ablation_on_a_cnn():
     assert second_network_cells("paper") == [] and "second network" not in grid("paper")
 
 
+def test_the_label_error_grid_covers_every_setting_network_and_seed_and_reuses_the_tables_runs():
+    from gdwlib.config import DETECTORS
+    from gdwlib.experiments import detection_configs, detection_settings, grid
+
+    bases = detection_settings("cpu")
+    assert {(c.model, c.noise, c.ratio, c.imbalance, c.seed) for c in bases} == {
+        (m, n, r, mu, s) for m in ("mlp_bn", "small_cnn_strided")
+        for n, r, mu in (("uniform", 0.4, 1.0), ("uniform", 0.6, 1.0), ("flip", 0.2, 1.0), ("flip", 0.4, 1.0),
+                         ("uniform", 0.2, 0.1)) for s in (1, 2, 3)}
+    assert len(bases) == 30 and all(c.method == "BaseModel" and c.epochs == 12 for c in bases)
+    runs = detection_configs("cpu")
+    assert len(runs) == 30 * (3 + 4 + len(DETECTORS)) == len(set(runs))   # 3 methods, 4 folds, a retraining each
+    # the MLP's noisy settings are Tables 2 and 3's runs, and the CNN's uniform ones the second network's
+    tables = set(grid("cpu")["table2"] + grid("cpu")["table3"] + grid("cpu")["second network"])
+    shared = {c for c in runs if c.folds is None and c.drop is None and c.imbalance == 1.0
+              and (c.model == "mlp_bn" or c.noise == "uniform")}
+    assert len(shared) == 3 * 3 * 4 + 3 * 3 * 2 and shared <= tables
+    assert set(grid("cpu")["label errors"]) == set(runs)
+    assert detection_settings("paper") == [] and "label errors" not in grid("paper")
+
+
 def test_figure_runs():
     figs = figure_configs("cpu")
     for name in ("GDW", "MWNet"):

@@ -135,3 +135,48 @@ def test_the_command_prints_the_comparison(finished, capsys):
     assert "training labels are wrong (uniform 0.4, mlp_bn, seed 1)" in out[0]
     rows = [line.split(" | ")[0].strip("| ") for line in out if line.startswith("| ") and "---" not in line]
     assert rows[1:] == ["GDW", "MWNet", "small-loss", "cleanlab"]
+
+
+def hand_frame():
+    """Two settings, three seeds: GDW beats cleanlab on AUROC in every seed of the first setting,
+    loses in every seed of the second; on precision at k it wins one seed of each (mixed)."""
+    import pandas as pd
+
+    rows = []
+    auroc = {("a", "GDW"): [0.9, 0.8, 0.85], ("a", "cleanlab"): [0.7, 0.75, 0.8],
+             ("b", "GDW"): [0.6, 0.6, 0.6], ("b", "cleanlab"): [0.7, 0.65, 0.61]}
+    patk = {("a", "GDW"): [0.5, 0.4, 0.4], ("a", "cleanlab"): [0.4, 0.5, 0.5],
+            ("b", "GDW"): [0.5, 0.4, 0.4], ("b", "cleanlab"): [0.4, 0.5, 0.5]}
+    for (setting, detector), values in auroc.items():
+        for seed, (value, p) in enumerate(zip(values, patk[setting, detector]), 1):
+            rows.append(dict(network="net", setting=setting, seed=seed, detector=detector, auroc=value, auprc=value,
+                             precision_at_k=p, flagged=10, noisy=12, instances=100, runs=1, training_seconds=3.0,
+                             retrained_accuracy={"a": 80.0, "b": 70.0}[setting] + seed,
+                             **{"GDW accuracy": 81.0 + seed, "MWNet accuracy": 75.0, "BaseModel accuracy": 70.0}))
+    return pd.DataFrame(rows)
+
+
+def test_head_to_head_counts_settings_won_in_every_seed():
+    frame = hand_frame()
+    assert label_errors.head_to_head(frame, "auroc", "GDW", "cleanlab") == {"better": ["a"], "worse": ["b"], "mixed": []}
+    assert label_errors.head_to_head(frame, "auroc", "cleanlab", "GDW") == {"better": ["b"], "worse": ["a"], "mixed": []}
+    assert label_errors.head_to_head(frame, "precision_at_k", "GDW", "cleanlab")["mixed"] == ["a", "b"]
+    assert dict(label_errors.best_detectors(frame)) == {"a": "GDW", "b": "cleanlab"}
+
+
+def test_summary_gives_mean_and_sample_sd_over_seeds():
+    table = label_errors.summary_table(hand_frame(), "net")
+    assert table.loc[("a", label_errors.DETECTOR_NAMES["GDW"]), "AUROC"] == "0.850 ± 0.050"   # sd of .9 .8 .85
+    assert table.loc[("b", label_errors.DETECTOR_NAMES["cleanlab"]), "retrained without flagged, %"] == "72.00 ± 1.00"
+    accuracy = label_errors.accuracy_table(hand_frame(), "net")
+    assert accuracy.loc["a", "GDW (trained on all)"] == "83.00 ± 1.00"
+
+
+def test_verdict_says_the_counts_in_words():
+    text = label_errors.verdict(hand_frame(), "the net")
+    assert "(2 settings, 3 seeds each)" in text
+    assert "AUROC: GDW's weight beats cleanlab in every seed in 1 of 2 settings (a), loses in every seed in 1 (b)" in text
+    assert "precision at k: GDW's weight beats cleanlab in every seed in 0 of 2 settings (none)" in text
+    # retrained without GDW's flagged: a 82, b 72 (means); GDW's own network 83 in both
+    assert "more accurate than GDW's own network (means over seeds) in 0 of 2 settings (none)" in text
+    assert "from -11.00 to -1.00 points" in text
