@@ -12,7 +12,7 @@ DEVICE  ?= auto
 # DEVICE=cuda renders GPU runs on a machine without a GPU (a cluster's login node)
 OPTIONS := $(if $(OVERRIDE),--override $(OVERRIDE)) $(if $(DATA_DIR),--data-dir $(DATA_DIR)) $(if $(PRETRAINED),--pretrained $(PRETRAINED)) --results-dir $(RESULTS) --device $(DEVICE)
 PARAMS  := $(if $(OVERRIDE),-p override $(OVERRIDE)) $(if $(DATA_DIR),-p data_dir $(DATA_DIR)) $(if $(PRETRAINED),-p pretrained $(PRETRAINED)) -p results_dir $(RESULTS) -p device $(DEVICE)
-EXPERIMENTS := 10-table2-uniform-noise 11-table3-flip-noise 12-table4-long-tail 13-table5-clothing1m 14-figures 15-report 16-summary
+EXPERIMENTS := 10-table2-uniform-noise 11-table3-flip-noise 12-table4-long-tail 13-table5-clothing1m 14-figures 15-report 16-summary 17-own-data
 
 .PHONY: book experiments test data env clean gpu-check gpu-check-quick gpu-tests browser-test
 

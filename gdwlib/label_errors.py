@@ -270,11 +270,17 @@ def verdict(frame: "pd.DataFrame", network_name: str) -> str:
     lines.append("- The best detector by mean AUROC: " + ", ".join(
         f"{DETECTOR_NAMES[d]} in {k} setting{'s' if k > 1 else ''} ({_settings(list(best[best == d].index))})"
         for d, k in counts.items()) + ".")
-    per_setting = frame.drop_duplicates(["setting", "seed"]).groupby("setting", sort=False)["GDW accuracy"].mean()
-    retrained = frame[frame.detector == "GDW"].groupby("setting", sort=False)["retrained_accuracy"].mean()
-    gain = retrained - per_setting
-    ahead = list(gain[gain > 0].index)
-    lines.append(f"- BaseModel retrained without the instances GDW flags is more accurate than GDW's own network "
-                 f"(means over seeds) in {len(ahead)} of {n} settings ({_settings(ahead)}); the difference ranges "
-                 f"from {gain.min():+.2f} to {gain.max():+.2f} points.")
+    means = frame.groupby(["detector", "setting"], sort=False)["auroc"].mean()
+    inverted = means[means < 0.5]
+    if len(inverted):
+        lines.append("- Worse than chance (mean AUROC below 0.5: the score ranks right labels above wrong ones): "
+                     + "; ".join(f"{DETECTOR_NAMES[d]} in {s} ({v:.3f})" for (d, s), v in inverted.items()) + ".")
+    gdw = frame[frame.detector == "GDW"].set_index(["setting", "seed"])
+    gain = (gdw["retrained_accuracy"] - gdw["GDW accuracy"]).unstack("seed")
+    ahead, behind = list(gain[(gain > 0).all(axis=1)].index), list(gain[(gain < 0).all(axis=1)].index)
+    mean = gain.mean(axis=1)
+    lines.append(f"- BaseModel retrained without the instances GDW flags, against GDW's own network: more accurate in "
+                 f"every seed in {len(ahead)} of {n} settings ({_settings(ahead)}), less accurate in every seed in "
+                 f"{len(behind)} ({_settings(behind)}); the mean difference per setting ranges from {mean.min():+.2f} "
+                 f"to {mean.max():+.2f} points.")
     return "\n".join(lines)

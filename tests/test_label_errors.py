@@ -177,6 +177,11 @@ def test_verdict_says_the_counts_in_words():
     assert "(2 settings, 3 seeds each)" in text
     assert "AUROC: GDW's weight beats cleanlab in every seed in 1 of 2 settings (a), loses in every seed in 1 (b)" in text
     assert "precision at k: GDW's weight beats cleanlab in every seed in 0 of 2 settings (none)" in text
-    # retrained without GDW's flagged: a 82, b 72 (means); GDW's own network 83 in both
-    assert "more accurate than GDW's own network (means over seeds) in 0 of 2 settings (none)" in text
-    assert "from -11.00 to -1.00 points" in text
+    # retrained without GDW's flagged: 81, 82, 83 (a) and 71, 72, 73 (b); GDW's own network 82, 83, 84
+    assert "more accurate in every seed in 0 of 2 settings (none), less accurate in every seed in 2 (a; b)" in text
+    assert "ranges from -11.00 to -1.00 points" in text
+    assert "Worse than chance" not in text
+    frame = hand_frame()
+    frame.loc[(frame.setting == "b") & (frame.detector == "cleanlab"), "auroc"] = [0.3, 0.4, 0.2]
+    assert "Worse than chance (mean AUROC below 0.5: the score ranks right labels above wrong ones): cleanlab" \
+           " (4-fold CV) in b (0.300)." in label_errors.verdict(frame, "the net")
