@@ -16,6 +16,11 @@ Detectors (:data:`gdwlib.config.DETECTORS`), each a score per training instance 
 cleanlab flags a set of its own (``find_label_issues``); the other detectors flag as many of their
 highest scores, so that every detector removes the same number of instances and a retrained
 BaseModel (``drop=DETECTOR``) compares *which* instances each one finds.
+
+Over many settings and seeds (:func:`comparison_frame`, the grid of
+:func:`gdwlib.experiments.detection_settings`): :func:`summary_table` and :func:`accuracy_table`
+per network, and :func:`verdict`, the comparison in words, where one detector beats another in a
+setting only if it does so in every seed.
 """
 from __future__ import annotations
 
@@ -165,8 +170,7 @@ DETECTOR_NAMES = {"GDW": "GDW (1 - target weight)", "MWNet": "MW-Net (1 - weight
 
 
 def setting_label(config: RunConfig) -> str:
-    """The setting in words: ``"uniform 40%"``, ``"flip 20%"``, ``"uniform 20%, long tail"`` (the
-    imbalance factor is in :data:`gdwlib.experiments.DETECTION` and the chapter's text)."""
+    """The setting in words: ``"uniform 40%"``, ``"flip 20%"``, ``"uniform 20%, long tail μ=0.1"``."""
     noise = f"{config.noise} {config.ratio:.0%}"
     return noise if config.imbalance >= 1 else f"{noise}, long tail μ={config.imbalance:g}"
 

@@ -242,64 +242,102 @@ def _growth(runs: pd.DataFrame, a: str, b: str, low: str, high: str) -> tuple[fl
     return growth.mean(), growth.std(ddof=1) / np.sqrt(len(growth)) if len(growth) > 1 else np.nan
 
 
+# One rule for every claim's verdict; the report and the summary print it.
+VERDICT_RULE = (
+    "**held**: the effect the claim states is beyond noise (larger than two standard errors of the seed-by-seed "
+    "differences) and reaches the size the paper states, where it states one; **direction only**: beyond noise "
+    "but short of the paper's size; **not held**: within noise, or the other way; **not tested**: the runs the "
+    "claim needs were not made. The cost claim has its own measurement (GDW's and MW-Net's time per iteration, "
+    "side by side in one process): held when GDW's is at most 5% above MW-Net's.")
+VERDICTS = ("held", "direction only", "not held", "not tested")
+
+
+def verdict(beyond_noise: bool, size_reached: bool = True) -> str:
+    """The rule of :data:`VERDICT_RULE` for a claim whose runs were made."""
+    return "not held" if not beyond_noise else "held" if size_reached else "direction only"
+
+
+def paper_gap(table_key: str, column: str, a: str = "GDW", b: str = "MWNet") -> float:
+    """``a - b`` in the paper's ``table_key`` at ``column``, in points."""
+    rows = paper_results()[table_key]["rows"]
+    return rows[a][column]["mean"] - rows[b][column]["mean"]
+
+
+def relative_gain(a: float, b: float) -> float:
+    """``a`` over ``b`` in percent of ``b``: the reading of the paper's "more than 3% gain"
+    under which its own Table 2 supports it (84.11 against 81.55 is 2.56 points, 3.14%)."""
+    return 100.0 * (a - b) / b
+
+
+def paper_second_best_gain(column: str) -> tuple[str, float, float]:
+    """The paper's Table 2 at ``column``: the second-best method, GDW's lead over it in points and
+    as a relative gain (%)."""
+    rows = paper_results()["table2_uniform_noise"]["rows"]
+    means = {m: v[column]["mean"] for m, v in rows.items() if column in v}
+    second = max((m for m in means if m != "GDW"), key=means.get)
+    return second, means["GDW"] - means[second], relative_gain(means["GDW"], means[second])
+
+
+def _finished_methods(runs: pd.DataFrame, column: str) -> set[str]:
+    return set(runs[(runs.column == column) & (runs.status == "ok")]["method"])
+
+
 def evaluate_claims(uniform: pd.DataFrame, long_tail: pd.DataFrame, ablation: pd.DataFrame,
                     cost: dict | None = None) -> pd.DataFrame:
-    """Each claim of the paper beside what our runs show.
+    """Each claim of the paper beside what our runs show, judged by :data:`VERDICT_RULE`; the
+    sizes the paper states are read from its own tables (``paper_results.json``), for the CIFAR
+    data set our data set is compared with. ``cost`` is :func:`iteration_cost`'s measurement."""
+    from .experiments import NOISY
 
-    Verdicts: *held* when every difference the claim rests on exceeds two standard errors of the
-    seed-by-seed differences and a size the paper states is reached; *partly held* when the
-    direction is shown beyond noise but the stated size is not (or a stated growth stays within
-    noise); *not held* otherwise; *not tested* without the runs. ``cost`` is
-    :func:`iteration_cost`'s measurement."""
     claims = paper_results()["claims"]
     cols = list(dict.fromkeys(uniform["column"]))
     dataset = cols[0].split("/")[0]
+    paper_of = dict(zip(pd.concat([uniform, long_tail])["column"], pd.concat([uniform, long_tail])["paper_column"]))
     c40, c60 = f"{dataset}/0.4", f"{dataset}/0.6"
     rows = []
 
-    times = uniform[uniform.status == "ok"].groupby("method")["wall_time"].mean()
-    per_run = times.get("GDW", np.nan) / times.get("MWNet", np.nan)
-    text = f"mean wall time per run under uniform noise, GDW / MW-Net = {per_run:.2f} (this network)"
-    verdict = "not tested"
     if cost is not None:
         m = cost["machine"]
-        text = (f"time per iteration on ResNet-32 (batch 100, CIFAR-shaped, interleaved in one process, {m['type']}: "
-                f"{m.get('name', '')}, {m.get('threads', '?')} threads): GDW / MW-Net = {cost['gdw_over_mwnet']:.2f}; "
-                + text)
-        verdict = "held" if cost["gdw_over_mwnet"] <= 1.05 else "not held"
-    rows.append(("no_extra_cost", text, verdict))
-
-    summary = summarize(uniform)
-    at60 = summary.xs(c60, level="column")["mean"].dropna().sort_values(ascending=False) if c60 in cols else None
-    if at60 is not None and "GDW" in at60.index and len(at60) > 1:
-        second = at60.drop("GDW").idxmax()
-        margin, se, beats = _gap(uniform, "GDW", second, c60)
-        threshold = PAPER_THRESHOLDS.get(dataset, 3.0)
-        best = at60.index[0] == "GDW"
-        rows.append(("uniform60_gain", f"at 60% uniform noise GDW {'has' if best else 'does not have'} the highest mean; "
-                     f"GDW minus the best other method ({second}) = {margin:+.2f} ± {se:.2f} points (the paper's "
-                     f"margin for the corresponding CIFAR column: more than {threshold:g})",
-                     "held" if best and beats and margin > threshold else "partly held" if best and beats
-                     else "not held"))
+        rows.append(("no_extra_cost", f"time per iteration, GDW / MW-Net = {cost['gdw_over_mwnet']:.2f}: ResNet-32, "
+                     f"batch 100, CIFAR-shaped, the two interleaved in one process by benchmarks/bench_methods.py "
+                     f"({m['type']}: {m.get('name', '')}, {m.get('threads', '?')} threads); one measurement for "
+                     "every network", "held" if cost["gdw_over_mwnet"] <= 1.05 else "not held"))
     else:
-        rows.append(("uniform60_gain", "no 60% uniform-noise runs", "not tested"))
+        rows.append(("no_extra_cost", "no measurement of the time per iteration", "not tested"))
+
+    missing = sorted(set(NOISY) - _finished_methods(uniform, c60)) if c60 in cols else NOISY
+    if not missing:
+        means = summarize(uniform).xs(c60, level="column")["mean"]
+        second = means.drop("GDW").idxmax()
+        margin, se, beats = _gap(uniform, "GDW", second, c60)
+        gain = relative_gain(means["GDW"], means[second])
+        threshold = PAPER_THRESHOLDS[paper_of[c60].split("/")[0]]
+        p_second, p_points, p_gain = paper_second_best_gain(paper_of[c60])
+        rows.append(("uniform60_gain", f"at 60% uniform noise, GDW minus the best other method ({second}) = "
+                     f"{margin:+.2f} ± {se:.2f} points, a relative gain of {gain:+.2f}% (the claim read as a relative "
+                     f"gain of more than {threshold:g}%, the reading under which the paper's own Table 2 holds it: "
+                     f"{p_points:.2f} points over {p_second}, {p_gain:.2f}%)", verdict(beats, gain > threshold)))
+    else:
+        rows.append(("uniform60_gain", f"the second-best method needs all ten methods at 60% uniform noise; "
+                     f"{', '.join(missing)} did not run on this network", "not tested"))
 
     if c40 in cols and c60 in cols:
-        g40, s40, b40 = _gap(uniform, "GDW", "MWNet", c40)
+        g40, s40, _ = _gap(uniform, "GDW", "MWNet", c40)
         g60, s60, b60 = _gap(uniform, "GDW", "MWNet", c60)
         growth, gse = _growth(uniform, "GDW", "MWNet", c40, c60)
-        grows = bool(growth > 2 * gse)
+        size = paper_gap("table2_uniform_noise", paper_of[c60]) - paper_gap("table2_uniform_noise", paper_of[c40])
         rows.append(("gap_grows_with_noise", f"GDW minus MW-Net: {g40:+.2f} ± {s40:.2f} at 40%, {g60:+.2f} ± {s60:.2f} "
-                     f"at 60%; growth {growth:+.2f} ± {gse:.2f}",
-                     "held" if b40 and b60 and grows else "partly held" if b40 and b60 and growth > 0 else "not held"))
+                     f"at 60%; growth {growth:+.2f} ± {gse:.2f} points (the paper's: {size:+.2f})",
+                     verdict(b60 and bool(growth > 2 * gse), growth >= size)))
     else:
         rows.append(("gap_grows_with_noise", "no 40%/60% uniform-noise runs", "not tested"))
 
     lt_col = f"{dataset}/0.01"
     if lt_col in set(long_tail["column"]):
         g, s, beats = _gap(long_tail, "GDW", "MWNet", lt_col)
-        rows.append(("longtail_0.01", f"GDW minus MW-Net at mu = 0.01: {g:+.2f} ± {s:.2f} points (the paper: +8.6 "
-                     "on CIFAR-10)", "held" if beats and g >= 8.6 else "partly held" if beats else "not held"))
+        size = paper_gap("table4_long_tail", paper_of[lt_col])
+        rows.append(("longtail_0.01", f"GDW minus MW-Net at mu = 0.01: {g:+.2f} ± {s:.2f} points (the paper's: "
+                     f"{size:+.2f})", verdict(beats, g >= size)))
     else:
         rows.append(("longtail_0.01", "no mu = 0.01 runs", "not tested"))
 
@@ -307,12 +345,12 @@ def evaluate_claims(uniform: pd.DataFrame, long_tail: pd.DataFrame, ablation: pd
     if gaps:
         label = lambda c: ablation.loc[ablation.column == c, "label"].iloc[0]  # noqa: E731
         text = "; ".join(f"GDW minus GDW without it, {label(c)}: {g:+.2f} ± {s:.2f}" for c, g, s, _ in gaps)
-        rows.append(("zero_mean_needed", text, "held" if all(b for *_, b in gaps) else "not held"))
+        rows.append(("zero_mean_needed", text + " (the paper states no size)", verdict(all(b for *_, b in gaps))))
     else:
         rows.append(("zero_mean_needed", "no ablation runs", "not tested"))
 
-    return pd.DataFrame([{"claim": key, "the paper says": claims[key], "our runs show": text, "verdict": verdict}
-                         for key, text, verdict in rows])
+    return pd.DataFrame([{"claim": key, "the paper says": claims[key], "our runs show": text, "verdict": v}
+                         for key, text, v in rows])
 
 
 def network_name(runs: pd.DataFrame) -> str:
@@ -336,9 +374,9 @@ def claims_by_network(uniform: pd.DataFrame, long_tail: pd.DataFrame, ablation: 
     return out[["claim", "network", "verdict", "our runs show", "the paper says"]]
 
 
-# The paper's stated margins, per data set of the profile (our Fashion-MNIST column is compared
-# with the paper's CIFAR-10 numbers, so it inherits CIFAR-10's threshold).
-PAPER_THRESHOLDS = {"fashion-mnist": 3.0, "cifar10": 3.0, "cifar100": 6.0}
+# The paper's stated relative gains at 60% uniform noise, per data set of its Table 2 (our
+# Fashion-MNIST column is compared with the paper's CIFAR-10 column, so it inherits CIFAR-10's).
+PAPER_THRESHOLDS = {"cifar10": 3.0, "cifar100": 6.0}
 
 
 def compute_summary(results: list[dict]) -> str:
@@ -375,8 +413,12 @@ def headline_with_paper(runs: pd.DataFrame, methods: list[str], levels: Iterable
 
 
 def run_times(runs: pd.DataFrame) -> pd.DataFrame:
-    """Mean wall time per run of each method (finished runs), and its ratio to BaseModel's."""
-    ok = runs[runs.status == "ok"]
+    """Mean wall time per run of each method (finished runs), and its ratio to BaseModel's.
+    Fine-tuning's includes the BaseModel run of the same setting and seed that it starts from."""
+    ok = runs[runs.status == "ok"].copy()
+    base = ok[ok.method == "BaseModel"].set_index(["column", "seed"])["wall_time"]
+    tuned = ok.method == "Fine-tuning"
+    ok.loc[tuned, "wall_time"] += base.reindex(list(zip(ok.loc[tuned, "column"], ok.loc[tuned, "seed"]))).to_numpy()
     t = ok.groupby("method", sort=False)["wall_time"].agg(["mean", "count"])
     t["x BaseModel"] = t["mean"] / t.loc["BaseModel", "mean"] if "BaseModel" in t.index else np.nan
     return t.rename(columns={"mean": "seconds per run", "count": "runs"}).round(2)
