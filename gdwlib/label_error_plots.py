@@ -20,17 +20,16 @@ def read_label_issues(path: str | Path) -> pd.DataFrame:
         return pd.DataFrame(list(csv.DictReader(f))).astype({"score": float})
 
 
-def suspects_grid(issues: pd.DataFrame, truth: Mapping[str, str], n: int = 16, columns: int = 8, base: Path | None = None):
+def suspects_grid(issues: pd.DataFrame, truth: Mapping[str, str], n: int = 16, columns: int = 4):
     """The ``n`` most suspect images, each titled with its given and suggested label; ``truth``
     maps a path to its true class, and the title is red where the given label is really wrong."""
     rows = -(-n // columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(1.6 * columns, 2.0 * rows))
+    fig, axes = plt.subplots(rows, columns, figsize=(2.0 * columns, 2.3 * rows))
     for ax, (_, row) in zip(np.ravel(axes), issues.head(n).iterrows()):
-        path = Path(row["path"])
-        with Image.open(base / path if base else path) as image:
+        with Image.open(row["path"]) as image:
             ax.imshow(np.asarray(image), cmap="gray")
         wrong = truth[row["path"]] != row["given"]
-        ax.set_title(f"given {row['given']}\nsuggests {row['suggested']}", fontsize=9,
+        ax.set_title(f"given {row['given']}\nsuggests {row['suggested']}", fontsize=11,
                      color="tab:red" if wrong else "black")
     for ax in np.ravel(axes):
         ax.axis("off")
@@ -50,26 +49,28 @@ def weight_histogram(weight: np.ndarray, is_wrong: np.ndarray, ax=None, label: s
     return ax
 
 
-def detection_plot(frame: pd.DataFrame, network: str, metrics=("auroc", "precision_at_k"), axes=None):
-    """For one network, each detector's metric per setting: the mean over seeds as a bar, each seed
-    as a dot."""
+def detection_plot(frame: pd.DataFrame, network: str, metrics=("auroc", "precision_at_k")):
+    """For one network, each detector's metric per setting (one panel per metric): the mean over
+    seeds as a bar, each seed as a dot."""
     data = frame[frame.network == network]
     settings = list(dict.fromkeys(data["setting"]))
     detectors = list(dict.fromkeys(data["detector"]))
-    if axes is None:
-        _, axes = plt.subplots(1, len(metrics), figsize=(6.5 * len(metrics), 3.8), sharey=False)
+    fig, axes = plt.subplots(len(metrics), 1, figsize=(8, 3.3 * len(metrics)), sharex=True)
     width = 0.8 / len(detectors)
     for ax, metric in zip(np.atleast_1d(axes), metrics):
         for k, detector in enumerate(detectors):
             x = np.arange(len(settings)) + (k - (len(detectors) - 1) / 2) * width
-            per = data[data.detector == detector].set_index("setting")[metric]
-            ax.bar(x, [per.loc[[s]].mean() for s in settings], width, label=DETECTOR_NAMES[detector],
-                   color=f"C{k}", alpha=0.8)
+            per = data[data.detector == detector].groupby("setting", sort=False)[metric]
+            ax.bar(x, [per.get_group(s).mean() for s in settings], width, label=DETECTOR_NAMES[detector],
+                   color=f"C{k}", alpha=0.85)
             for xi, s in zip(x, settings):
-                ax.plot([xi] * len(per.loc[[s]]), per.loc[[s]], "k.", ms=3)
-        ax.set_xticks(np.arange(len(settings)), settings, rotation=20, ha="right", fontsize=10)
-        ax.set_ylabel(METRICS[metric], fontsize=11)
-        low = data[metric].min()
-        ax.set_ylim(max(0.0, low - 0.1), 1.0)
-    np.atleast_1d(axes)[0].legend(fontsize=9, loc="lower left")
-    return axes
+                ax.plot([xi] * len(per.get_group(s)), per.get_group(s), "k.", ms=4)
+        ax.set_ylabel(METRICS[metric], fontsize=12)
+        ax.set_ylim(0, 1)
+        ax.tick_params(labelsize=11)
+        ax.grid(axis="y", alpha=0.3)
+    axes = np.atleast_1d(axes)
+    axes[-1].set_xticks(np.arange(len(settings)), [s.replace(", ", ",\n") for s in settings], fontsize=11)
+    axes[0].legend(fontsize=10, ncol=2, loc="lower left", framealpha=0.9)
+    fig.tight_layout()
+    return fig

@@ -18,8 +18,8 @@ highest scores, so that every detector removes the same number of instances and 
 BaseModel (``drop=DETECTOR``) compares *which* instances each one finds.
 
 Over many settings and seeds (:func:`comparison_frame`, the grid of
-:func:`gdwlib.experiments.detection_settings`): :func:`summary_table` and :func:`accuracy_table`
-per network, and :func:`verdict`, the comparison in words, where one detector beats another in a
+:func:`gdwlib.experiments.detection_settings`): :func:`metric_table`, :func:`accuracy_table` and
+:func:`cost_table` per network, and :func:`verdict`, the comparison in words, where one detector beats another in a
 setting only if it does so in every seed.
 """
 from __future__ import annotations
@@ -167,6 +167,8 @@ def compare(config: RunConfig, progress: bool = False) -> dict:
 METRICS = {"auroc": "AUROC", "auprc": "AUPRC", "precision_at_k": "precision at k"}
 DETECTOR_NAMES = {"GDW": "GDW (1 - target weight)", "MWNet": "MW-Net (1 - weight)", "small-loss": "small loss",
                   "cleanlab": f"cleanlab ({FOLDS}-fold CV)"}
+SHORT_NAMES = {"GDW": "GDW", "MWNet": "MW-Net", "small-loss": "small loss", "cleanlab": "cleanlab",
+               "BaseModel": "BaseModel"}
 
 
 def setting_label(config: RunConfig) -> str:
@@ -197,37 +199,52 @@ def _mean_sd(values: "pd.Series", digits: int) -> str:
     return f"{mean:.{digits}f}" if len(values) < 2 else f"{mean:.{digits}f} ± {values.std(ddof=1):.{digits}f}"
 
 
-def summary_table(frame: "pd.DataFrame", network: str) -> "pd.DataFrame":
-    """One network's comparison: per setting and detector, each metric and the retrained accuracy
-    as mean ± standard deviation over the seeds, the instances flagged and the training runs and
-    seconds the detector needed (means)."""
+def metric_table(frame: "pd.DataFrame", network: str, metric: str) -> "pd.DataFrame":
+    """One network's ``metric`` (a column of :func:`comparison_frame`: ``auroc``, ``auprc``,
+    ``precision_at_k``, ``retrained_accuracy``) as mean ± standard deviation over the seeds, a row
+    per detector and a column per setting."""
     import pandas as pd
 
-    rows = {}
-    for (setting, detector), g in frame[frame.network == network].groupby(["setting", "detector"], sort=False):
-        rows[(setting, DETECTOR_NAMES[detector])] = {
-            **{name: _mean_sd(g[key], 3) for key, name in METRICS.items()},
-            "flagged": f"{g['flagged'].mean():.0f} (of {g['noisy'].mean():.0f} wrong)",
-            "retrained without flagged, %": _mean_sd(g["retrained_accuracy"], 2),
-            "training runs": int(g["runs"].iloc[0]), "training s": f"{g['training_seconds'].mean():.0f}"}
-    table = pd.DataFrame.from_dict(rows, orient="index")
-    table.index = pd.MultiIndex.from_tuples(table.index, names=["setting", "detector"])
-    return table
+    part = frame[frame.network == network]
+    digits = 2 if metric == "retrained_accuracy" else 3
+    cells = {(d, s): _mean_sd(g[metric], digits) for (d, s), g in part.groupby(["detector", "setting"], sort=False)}
+    table = pd.Series(cells).unstack()[list(dict.fromkeys(part["setting"]))]
+    return table.loc[list(dict.fromkeys(part["detector"]))].rename(index=SHORT_NAMES).rename_axis(None)
 
 
 def accuracy_table(frame: "pd.DataFrame", network: str) -> "pd.DataFrame":
-    """Per setting: the test accuracy of BaseModel, MW-Net and GDW trained on the noisy set, beside
-    BaseModel retrained without each detector's flagged instances (mean ± sd over seeds)."""
+    """Per setting (columns), the test accuracy of BaseModel, MW-Net and GDW trained on the noisy
+    set, and of BaseModel retrained without each detector's flagged instances (mean ± sd over
+    seeds)."""
     import pandas as pd
 
-    rows = {}
-    for setting, g in frame[frame.network == network].groupby("setting", sort=False):
-        first = g.drop_duplicates("seed")
-        row = {f"{m} (trained on all)": _mean_sd(first[f"{m} accuracy"], 2) for m in ("BaseModel", "MWNet", "GDW")}
-        for detector, d in g.groupby("detector", sort=False):
-            row[f"BaseModel without {detector}'s flagged"] = _mean_sd(d["retrained_accuracy"], 2)
-        rows[setting] = row
-    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("setting")
+    part = frame[frame.network == network]
+    settings = list(dict.fromkeys(part["setting"]))
+    first = part.drop_duplicates(["setting", "seed"])
+    rows = {f"{SHORT_NAMES[m]}, trained on all": {s: _mean_sd(g[f"{m} accuracy"], 2)
+                                                  for s, g in first.groupby("setting", sort=False)}
+            for m in ("BaseModel", "MWNet", "GDW")}
+    for detector, g in part.groupby("detector", sort=False):
+        rows[f"BaseModel without {SHORT_NAMES[detector]}'s flagged"] = {
+            s: _mean_sd(h["retrained_accuracy"], 2) for s, h in g.groupby("setting", sort=False)}
+    return pd.DataFrame.from_dict(rows, orient="index")[settings]
+
+
+def cost_table(frame: "pd.DataFrame", network: str) -> "pd.DataFrame":
+    """How many labels are wrong and how many each detector flags, per setting, and the training
+    runs each detector needed (mean wall seconds in all, over seeds)."""
+    import pandas as pd
+
+    part = frame[frame.network == network]
+    settings = list(dict.fromkeys(part["setting"]))
+    by = part.groupby("setting", sort=False)
+    rows = {"wrong labels": by["noisy"].mean().round().astype(int).to_dict(),
+            "flagged by each detector": by["flagged"].mean().round().astype(int).to_dict()}
+    for detector, g in part.groupby("detector", sort=False):
+        rows[f"{SHORT_NAMES[detector]}: training runs, s"] = {
+            s: f"{int(h['runs'].iloc[0])} run{'s' if h['runs'].iloc[0] > 1 else ''}, {h['training_seconds'].mean():.0f} s"
+            for s, h in g.groupby("setting", sort=False)}
+    return pd.DataFrame.from_dict(rows, orient="index")[settings]
 
 
 def _paired(frame: "pd.DataFrame", metric: str, a: str, b: str) -> "pd.Series":
@@ -257,13 +274,14 @@ def _settings(names: list[str]) -> str:
     return "none" if not names else "; ".join(names)
 
 
-def verdict(frame: "pd.DataFrame", network_name: str) -> str:
+def verdict(frame: "pd.DataFrame", network_name: str | None = None) -> str:
     """The comparison on one network in words, every count computed from ``frame`` (that network's
     rows): GDW against cleanlab on AUROC and precision at k, seed by seed; the best detector per
     setting; and whether removing GDW's suspects and retraining beats GDW's own network."""
     seeds = frame["seed"].nunique()
     n = frame["setting"].nunique()
-    lines = [f"**{network_name}** ({n} settings, {seeds} seed{'s' if seeds > 1 else ''} each):"]
+    lines = [(f"**{network_name}** (" if network_name else "On ") + f"{n} settings, {seeds} seed{'s' if seeds > 1 else ''} "
+             + ("each):" if network_name else "each:")]
     for metric in ("auroc", "precision_at_k"):
         h = head_to_head(frame, metric, "GDW", "cleanlab")
         lines.append(f"- {METRICS[metric]}: GDW's weight beats cleanlab in every seed in {len(h['better'])} of {n} "
@@ -272,13 +290,13 @@ def verdict(frame: "pd.DataFrame", network_name: str) -> str:
     best = best_detectors(frame)
     counts = best.value_counts()
     lines.append("- The best detector by mean AUROC: " + ", ".join(
-        f"{DETECTOR_NAMES[d]} in {k} setting{'s' if k > 1 else ''} ({_settings(list(best[best == d].index))})"
+        f"{SHORT_NAMES[d]} in {k} setting{'s' if k > 1 else ''} ({_settings(list(best[best == d].index))})"
         for d, k in counts.items()) + ".")
     means = frame.groupby(["detector", "setting"], sort=False)["auroc"].mean()
     inverted = means[means < 0.5]
     if len(inverted):
         lines.append("- Worse than chance (mean AUROC below 0.5: the score ranks right labels above wrong ones): "
-                     + "; ".join(f"{DETECTOR_NAMES[d]} in {s} ({v:.3f})" for (d, s), v in inverted.items()) + ".")
+                     + "; ".join(f"{SHORT_NAMES[d]} in {s} ({v:.3f})" for (d, s), v in inverted.items()) + ".")
     gdw = frame[frame.detector == "GDW"].set_index(["setting", "seed"])
     gain = (gdw["retrained_accuracy"] - gdw["GDW accuracy"]).unstack("seed")
     ahead, behind = list(gain[(gain > 0).all(axis=1)].index), list(gain[(gain < 0).all(axis=1)].index)

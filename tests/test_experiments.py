@@ -124,10 +124,10 @@ def test_own_data_chapter_trains_both_ways_and_compares_the_detectors(workdir):
     root = str(workdir / "own" / "folders") + "/"
     hits = sum(truth[row["path"].replace(root, "")]["true"] != row["given"] for row in top)
     assert f"{hits} of the 16 most suspect images have a wrong label" in text
-    assert "After 3 epochs: test accuracy" in text and "python -m gdwlib fit --train folders/train" in text
+    assert "After 3 epochs: test accuracy" in text and "python -m gdwlib fit \\\n  --train folders/train \\\n" in text
     assert len([o for o in outputs(nb, "image/png")]) == 2 + 2   # weights, suspects; one plot per network
     for network in ("MLP 784-256-256-10 with BatchNorm", "CNN with two strided convolutions"):
         assert f"### {network}" in text
     assert text.count("- AUROC: GDW's weight beats cleanlab in every seed in") == 2
-    tables = [h for h in outputs(nb, "text/html") if "AUROC" in h]
-    assert len(tables) == 2 and all(h.count("cleanlab (4-fold CV)") == 2 for h in tables)   # 2 settings each
+    tables = [h for h in outputs(nb, "text/html") if "<table" in h]   # AUROC, AUPRC, P@k, accuracy, cost per network
+    assert len(tables) == 2 * 5 and all("uniform 40%" in h and "uniform 20%, long tail μ=0.1" in h for h in tables)

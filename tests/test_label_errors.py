@@ -164,12 +164,16 @@ def test_head_to_head_counts_settings_won_in_every_seed():
     assert dict(label_errors.best_detectors(frame)) == {"a": "GDW", "b": "cleanlab"}
 
 
-def test_summary_gives_mean_and_sample_sd_over_seeds():
-    table = label_errors.summary_table(hand_frame(), "net")
-    assert table.loc[("a", label_errors.DETECTOR_NAMES["GDW"]), "AUROC"] == "0.850 ± 0.050"   # sd of .9 .8 .85
-    assert table.loc[("b", label_errors.DETECTOR_NAMES["cleanlab"]), "retrained without flagged, %"] == "72.00 ± 1.00"
+def test_tables_give_mean_and_sample_sd_over_seeds():
+    table = label_errors.metric_table(hand_frame(), "net", "auroc")
+    assert table.loc["GDW", "a"] == "0.850 ± 0.050"   # sd of .9 .8 .85
+    retrained = label_errors.metric_table(hand_frame(), "net", "retrained_accuracy")
+    assert retrained.loc["cleanlab", "b"] == "72.00 ± 1.00"
     accuracy = label_errors.accuracy_table(hand_frame(), "net")
-    assert accuracy.loc["a", "GDW (trained on all)"] == "83.00 ± 1.00"
+    assert accuracy.loc["GDW, trained on all", "a"] == "83.00 ± 1.00"
+    assert accuracy.loc["BaseModel without cleanlab's flagged", "a"] == "82.00 ± 1.00"
+    cost = label_errors.cost_table(hand_frame(), "net")
+    assert cost.loc["wrong labels", "a"] == 12 and cost.loc["flagged by each detector", "b"] == 10
 
 
 def test_verdict_says_the_counts_in_words():
@@ -184,4 +188,4 @@ def test_verdict_says_the_counts_in_words():
     frame = hand_frame()
     frame.loc[(frame.setting == "b") & (frame.detector == "cleanlab"), "auroc"] = [0.3, 0.4, 0.2]
     assert "Worse than chance (mean AUROC below 0.5: the score ranks right labels above wrong ones): cleanlab" \
-           " (4-fold CV) in b (0.300)." in label_errors.verdict(frame, "the net")
+           " in b (0.300)." in label_errors.verdict(frame, "the net")
