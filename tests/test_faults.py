@@ -38,6 +38,12 @@ ROOT = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
 
 
+def as_from_a_terminal():
+    """In the child, before it runs: Ctrl-C as a terminal's foreground job takes it. A test run
+    started in the background (``make test &``) has SIGINT ignored, and a child would inherit that."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def smoke(tmp_path, **fields):
     return profile_config("smoke", "fashion-mnist", results_dir=str(tmp_path), device="cpu", **fields)
 
@@ -65,7 +71,7 @@ def test_ctrl_c_stops_a_sweep_within_seconds_and_says_how_to_resume(tmp_path):
     """SIGINT to the process group of a real two-worker sweep (as a terminal's Ctrl-C sends it)."""
     sweep = subprocess.Popen([sys.executable, "-m", "gdwlib", "sweep", "--profile", "smoke", "--workers", "2",
                               "--results-dir", str(tmp_path)], env=ENV, start_new_session=True,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                             preexec_fn=as_from_a_terminal, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 180
     while results_in(tmp_path) < 4 and time.time() < deadline and sweep.poll() is None:
         time.sleep(0.1)
@@ -115,7 +121,7 @@ def test_ctrl_c_at_any_moment_gives_one_line_and_no_traceback(tmp_path, backend,
     (they import torch), and while runs train: one line, exit 130, nothing left running."""
     sweep = subprocess.Popen([sys.executable, "-m", "gdwlib", "sweep", "--profile", "smoke", *backend,
                               "--results-dir", str(tmp_path)], env=ENV, start_new_session=True,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                             preexec_fn=as_from_a_terminal, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     reached = {"loading": lambda: loading_torch(sweep.pid), "workers starting": lambda: worker_loading_torch(sweep.pid),
                "training": lambda: any((tmp_path / "runs").glob("*/checkpoint.pt"))}[moment]
     deadline = time.time() + 120
