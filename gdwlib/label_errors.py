@@ -147,20 +147,20 @@ def compare(config: RunConfig, progress: bool = False) -> dict:
     model = make_model(base, data).to(device)
     model.load_state_dict(read_model_state(train.run_directory(base), device))
     out = {"noisy": int(wrong.sum()), "instances": len(wrong), "detectors": {}}
+    done = {}   # each run the detectors read, with its result
     for detector in DETECTORS:
         sources = detector_configs(base, detector)
-        own = sources if detector == "cleanlab" else sources[:1]
-        results = [train.run(c, progress=progress) for c in sources]
-        score = scores(detector, [train.run_directory(c) for c in sources], data, model)
-        retrained = train.run(base.replace(drop=detector), progress=progress)
+        own = sources if detector == "cleanlab" else sources[:1]   # the folds only fix the others' count
+        done.update({c: train.run(c, progress=progress) for c in own})
+        score = scores(detector, [train.run_directory(c) for c in own], data, model)
+        retrained = train.run(base.replace(drop=detector), progress=progress)   # trains the folds if missing
         with np.load(train.run_directory(base.replace(drop=detector)) / "exports.npz") as f:
             dropped = len(f["dropped"])
         out["detectors"][detector] = {
             **detection_metrics(wrong, score), "flagged": dropped,
             "retrained_accuracy": retrained["final_accuracy"], "runs": len(own),
-            "training_seconds": sum(r["wall_time"] for r in results[:len(own)])}
-    out["accuracy"] = {m: train.run(base.replace(method=m), progress=progress)["final_accuracy"]
-                       for m in ("BaseModel", "MWNet", "GDW")}
+            "training_seconds": sum(done[c]["wall_time"] for c in own)}
+    out["accuracy"] = {m: done[base.replace(method=m)]["final_accuracy"] for m in ("BaseModel", "MWNet", "GDW")}
     return out
 
 
@@ -257,7 +257,12 @@ def head_to_head(frame: "pd.DataFrame", metric: str, a: str, b: str) -> dict[str
     """The settings where ``a`` beats ``b`` on ``metric`` in every seed, loses in every seed, or
     neither (mixed): with three seeds, a side that wins every seed by chance alone does so with
     probability 1/8."""
-    diff = _paired(frame, metric, a, b)
+    return _by_sign(_paired(frame, metric, a, b))
+
+
+def _by_sign(diff: "pd.DataFrame") -> dict[str, list[str]]:
+    """The settings (rows) whose per-seed differences (columns) are all positive, all negative, or
+    neither."""
     out = {"better": [], "worse": [], "mixed": []}
     for setting, row in diff.iterrows():
         out["better" if (row > 0).all() else "worse" if (row < 0).all() else "mixed"].append(setting)
@@ -280,8 +285,8 @@ def verdict(frame: "pd.DataFrame", network_name: str | None = None) -> str:
     setting; and whether removing GDW's suspects and retraining beats GDW's own network."""
     seeds = frame["seed"].nunique()
     n = frame["setting"].nunique()
-    lines = [(f"**{network_name}** (" if network_name else "On ") + f"{n} settings, {seeds} seed{'s' if seeds > 1 else ''} "
-             + ("each):" if network_name else "each:")]
+    count = f"{n} settings, {seeds} seed{'s' if seeds > 1 else ''} each"
+    lines = [f"**{network_name}** ({count}):" if network_name else f"On {count}:"]
     for metric in ("auroc", "precision_at_k"):
         h = head_to_head(frame, metric, "GDW", "cleanlab")
         lines.append(f"- {METRICS[metric]}: GDW's weight beats cleanlab in every seed in {len(h['better'])} of {n} "
@@ -299,8 +304,8 @@ def verdict(frame: "pd.DataFrame", network_name: str | None = None) -> str:
                      + "; ".join(f"{SHORT_NAMES[d]} in {s} ({v:.3f})" for (d, s), v in inverted.items()) + ".")
     gdw = frame[frame.detector == "GDW"].set_index(["setting", "seed"])
     gain = (gdw["retrained_accuracy"] - gdw["GDW accuracy"]).unstack("seed")
-    ahead, behind = list(gain[(gain > 0).all(axis=1)].index), list(gain[(gain < 0).all(axis=1)].index)
-    mean = gain.mean(axis=1)
+    signs = _by_sign(gain)
+    ahead, behind, mean = signs["better"], signs["worse"], gain.mean(axis=1)
     lines.append(f"- BaseModel retrained without the instances GDW flags, against GDW's own network: more accurate in "
                  f"every seed in {len(ahead)} of {n} settings ({_settings(ahead)}), less accurate in every seed in "
                  f"{len(behind)} ({_settings(behind)}); the mean difference per setting ranges from {mean.min():+.2f} "

@@ -249,7 +249,6 @@ VERDICT_RULE = (
     "but short of the paper's size; **not held**: within noise, or the other way; **not tested**: the runs the "
     "claim needs were not made. The cost claim has its own measurement (GDW's and MW-Net's time per iteration, "
     "side by side in one process): held when GDW's is at most 5% above MW-Net's.")
-VERDICTS = ("held", "direction only", "not held", "not tested")
 
 
 def verdict(beyond_noise: bool, size_reached: bool = True) -> str:
@@ -292,7 +291,8 @@ def evaluate_claims(uniform: pd.DataFrame, long_tail: pd.DataFrame, ablation: pd
     claims = paper_results()["claims"]
     cols = list(dict.fromkeys(uniform["column"]))
     dataset = cols[0].split("/")[0]
-    paper_of = dict(zip(pd.concat([uniform, long_tail])["column"], pd.concat([uniform, long_tail])["paper_column"]))
+    both = pd.concat([uniform, long_tail])
+    paper_of = dict(zip(both["column"], both["paper_column"]))
     c40, c60 = f"{dataset}/0.4", f"{dataset}/0.6"
     rows = []
 

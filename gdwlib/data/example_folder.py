@@ -27,7 +27,7 @@ FOLDER_CLASSES = [name.replace("/", "-") for name in CLASSES]   # a class name i
 
 class ExampleFolders(NamedTuple):
     root: Path
-    train_paths: list[str]   # relative to the working directory, as ImageFolder names them
+    train_paths: list[str]   # under ``root`` as given, as an ImageFolder of ``root / "train"`` names them
     given: np.ndarray        # the training images' labels, as their folders say
     true: np.ndarray         # their true labels
     classes: list[str]
