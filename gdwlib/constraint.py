@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ._checks import NumericalError, check_same_shape, check_targets, defer
+from .gradients import weighted_probability
 
 
 def target_weight(omega: Tensor, d1: Tensor, targets: Tensor) -> Tensor:
@@ -58,3 +59,24 @@ def zero_mean_constraint(omega: Tensor, d1: Tensor, targets: Tensor) -> Tensor:
     omega_t = target_weight(omega, d1, targets)
     is_target = F.one_hot(targets.long(), d1.shape[1]).bool()
     return torch.where(is_target, omega_t[:, None], omega)
+
+
+def figure1_flows(p: Tensor, target: int, omega: Tensor, w: float) -> dict[str, Tensor]:
+    """One instance's class-level flows under instance and class-level weighting (Figure 1).
+
+    ``p`` is the instance's probability vector (length C), ``target`` its label, ``omega`` its
+    class-level weights (the target entry is ignored: Eq. 4 sets it) and ``w`` an instance
+    weight to compare with. Returns, in reading order, the rows of the worked example:
+    ``D1 = p - y`` (Eq. 1), the instance-weighted ``w D1`` (every flow scaled alike),
+    the constrained weights (Eq. 4), the manipulated ``omega (x) D1`` (Eq. 2), the weighted
+    probability ``p'`` and ``omega_t (p' - y)``, equal to the row before (Eq. 6).
+    """
+    p, targets = p[None], torch.tensor([target])
+    y = F.one_hot(targets, p.shape[1]).to(p.dtype)
+    d1 = p - y
+    constrained = zero_mean_constraint(omega[None].to(p.dtype), d1, targets)
+    p_prime = weighted_probability(constrained, p)
+    rows = {"p": p, "y": y, "D₁ = p − y": d1, "w D₁ (one weight)": w * d1, "ω (Eq. 4)": constrained,
+            "ω ⊗ D₁ (Eq. 2)": constrained * d1, "p′": p_prime,
+            "ω_t (p′ − y) (Eq. 6)": constrained[:, target] * (p_prime - y)}
+    return {name: row[0] for name, row in rows.items()}

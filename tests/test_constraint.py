@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from gdwlib.constraint import target_weight, zero_mean_constraint
+from gdwlib.constraint import figure1_flows, target_weight, zero_mean_constraint
 from gdwlib.gradients import D1, weighted_probability
 
 
@@ -111,3 +111,19 @@ def test_constraint_is_differentiable_like_its_closed_form():
 def test_bad_input(args, name):
     with pytest.raises(ValueError, match=f"`{name}`"):
         zero_mean_constraint(*args)
+
+
+def test_figure1_flows_match_the_hand_worked_cat_labelled_dog():
+    """The book's Figure 1 example, worked by hand: classes (cat, dog, bird), label 'dog'
+    (t = 1), p = (0.5, 0.3, 0.2), omega_cat = 0, omega_bird = 1, instance weight 0.5.
+    Eq. 4: omega_dog = (0 * 0.5 + 1 * 0.2) / (1 - 0.3) = 2/7. S = 2/7 * 0.3 + 0.2 = 2/7, so
+    p' = (0, (2/7 * 0.3) / (2/7), 0.2 / (2/7)) = (0, 0.3, 0.7), and omega (x) D1 =
+    (0 * 0.5, 2/7 * -0.7, 1 * 0.2) = (0, -0.2, 0.2)."""
+    p = torch.tensor([0.5, 0.3, 0.2], dtype=torch.float64)
+    rows = figure1_flows(p, 1, torch.tensor([0.0, 123.0, 1.0]), w=0.5)
+    expected = {"p": [0.5, 0.3, 0.2], "y": [0, 1, 0], "D₁ = p − y": [0.5, -0.7, 0.2],
+                "w D₁ (one weight)": [0.25, -0.35, 0.1], "ω (Eq. 4)": [0, 2 / 7, 1], "ω ⊗ D₁ (Eq. 2)": [0, -0.2, 0.2],
+                "p′": [0, 0.3, 0.7], "ω_t (p′ − y) (Eq. 6)": [0, -0.2, 0.2]}
+    assert list(rows) == list(expected)
+    for name, values in expected.items():
+        torch.testing.assert_close(rows[name], torch.tensor(values, dtype=torch.float64), msg=name)
