@@ -31,8 +31,10 @@ SEEDS = {"cpu": [1, 2, 3, 4, 5], "smoke": [1], "paper": [1, 2, 3, 4, 5]}
 # The second network of the cpu profile (its first is an MLP with BatchNorm): the claims that
 # depend on the network are tested on a CNN without BatchNorm too (headline and ablation, 40% and
 # 60% uniform noise, three seeds), sized so that its runs cost about what the MLP's do.
-SECOND_NETWORK = {"cpu": dict(model="small_cnn_strided", levels=(0.4, 0.6), seeds=(1, 2, 3)),
-                  "smoke": dict(model="small_cnn_strided", levels=(0.4, 0.6), seeds=(1,))}
+# Its flip-noise runs (BaseModel, MW-Net and GDW) are the label-error grid's, so that the claims
+# about every noise setting are tested on it too.
+SECOND_NETWORK = {"cpu": dict(model="small_cnn_strided", levels=(0.4, 0.6), flip_levels=(0.2, 0.4), seeds=(1, 2, 3)),
+                  "smoke": dict(model="small_cnn_strided", levels=(0.4, 0.6), flip_levels=(), seeds=(1,))}
 # Finding mislabelled instances (gdwlib.label_errors): settings where the noise is injected and the
 # truth known, as (noise, ratio, imbalance factor), on both networks of the profile. The last is a
 # long-tailed set (mu = 0.1, as Figure 6) whose labels are also corrupted, the practitioner's case.
@@ -127,6 +129,16 @@ def second_network_cells(profile: str = "cpu", **fields) -> list[Cell]:
             + ablation_cells(profile, seeds=seeds, **fields))
 
 
+def second_network_flip_cells(profile: str = "cpu", **fields) -> list[Cell]:
+    """BaseModel, MW-Net and GDW under flip noise on the profile's second network (empty where it
+    has none, or no flip levels)."""
+    spec = SECOND_NETWORK.get(profile)
+    if spec is None or not spec["flip_levels"]:
+        return []
+    fields = {**fields, "seeds": fields.get("seeds") or spec["seeds"], "model": spec["model"]}
+    return table_cells("table3", profile, methods=["BaseModel", "MWNet", "GDW"], levels=spec["flip_levels"], **fields)
+
+
 def detection_settings(profile: str = "cpu", *, seeds=None, **fields) -> list[RunConfig]:
     """The settings of the label-error comparison under ``profile`` (each as its plain BaseModel
     run; empty for a profile without one): every setting of :data:`DETECTION` on the profile's
@@ -182,7 +194,7 @@ def grid(profile: str = "cpu", pretrained: str | None = None, **fields) -> dict[
     out = {t: [c.config for c in table_cells(t, profile, **fields, **(
         {"pretrained": pretrained} if t == "table5" and pretrained else {}))] for t in tables}
     out["ablation"] = [c.config for c in ablation_cells(profile, **fields)]
-    second = [c.config for c in second_network_cells(profile, **fields)]
+    second = [c.config for c in second_network_cells(profile, **fields) + second_network_flip_cells(profile, **fields)]
     if second:   # the profiles whose first network is not the paper's ResNet-32
         out["second network"] = second
     out["figures"] = list(figure_configs(profile, **fields).values())

@@ -15,8 +15,9 @@ from typing import Iterable
 import numpy as np
 import pandas as pd
 
-from .experiments import ABLATED, DATASET_NAMES, Cell
+from .experiments import DATASET_NAMES, Cell
 from .profiles import describe_override
+from .significance import FAMILY_ALPHA, holm, paired_p_value
 from .train import failure, find_result
 
 MODEL_NAMES = {"mlp": "MLP 784-256-256-10", "mlp_bn": "MLP 784-256-256-10 with BatchNorm", "resnet32": "ResNet-32",
@@ -151,35 +152,60 @@ def paper_caption(table_key: str) -> str:
     return "Paper: CIFAR-10/100, ResNet-32, 80 epochs, mean ± std over 5 seeds."
 
 
-def _per_seed(runs: pd.DataFrame, method: str, column: str) -> pd.Series:
+def per_seed(runs: pd.DataFrame, method: str, column: str) -> pd.Series:
+    """Final accuracy of ``method`` in ``column`` by seed."""
     return runs[(runs.method == method) & (runs.column == column)].set_index("seed")["final_accuracy"]
 
 
 def difference(runs: pd.DataFrame, a: str, b: str, column: str) -> dict:
     """Mean difference ``a - b`` of final accuracy in ``column`` over seeds they share, with the
     standard error of the paired differences (NaN with fewer than two pairs)."""
-    paired = (_per_seed(runs, a, column) - _per_seed(runs, b, column)).dropna()
+    paired = (per_seed(runs, a, column) - per_seed(runs, b, column)).dropna()
     se = paired.std(ddof=1) / np.sqrt(len(paired)) if len(paired) > 1 else np.nan
     return {"diff": paired.mean() if len(paired) else np.nan, "se": se, "n": len(paired)}
 
 
 def comparison(runs: pd.DataFrame, method: str, others: list[str], columns: list[str]) -> pd.DataFrame:
     """``method`` minus each of ``others`` per column, over paired seeds: mean difference, its
-    standard error, and a verdict that calls a difference only when it exceeds two standard errors."""
+    standard error, the paired t-test's p-value adjusted by Holm's method over all the rows (one
+    family: the table's comparisons), and a verdict that calls a difference only where the adjusted
+    p-value is below :data:`~gdwlib.significance.FAMILY_ALPHA`."""
     rows = []
     for other in others:
         for column in columns:
             d = difference(runs, method, other, column)
-            if d["n"] < 2 or np.isnan(d["se"]):
-                verdict = "too few seeds"
-            elif abs(d["diff"]) <= 2 * d["se"]:
-                verdict = "within noise"
-            else:
-                verdict = f"{method} better" if d["diff"] > 0 else f"{other} better"
+            paired = (per_seed(runs, method, column) - per_seed(runs, other, column)).dropna()
             label = runs.loc[runs.column == column, "label"].iloc[0]
-            rows.append({"versus": other, "setting": label, "difference": round(d["diff"], 2),
-                         "standard error": round(d["se"], 2), "seeds": d["n"], "verdict": verdict})
-    return pd.DataFrame(rows)
+            rows.append({"versus": other, "setting": label, "difference": d["diff"], "standard error": d["se"],
+                         "seeds": d["n"], "p": paired_p_value(paired)})
+    out = pd.DataFrame(rows, columns=["versus", "setting", "difference", "standard error", "seeds", "p"])
+    out["p (Holm)"] = holm(out["p"]) if len(out) else []
+    out["verdict"] = [("too few seeds" if np.isnan(p) else "within noise" if p >= FAMILY_ALPHA
+                       else f"{method} better" if diff > 0 else f"{other} better")
+                      for p, diff, other in zip(out["p (Holm)"], out["difference"], out["versus"])]
+    return out.drop(columns="p").round({"difference": 2, "standard error": 2, "p (Holm)": 4})
+
+
+def comparison_table(frame: pd.DataFrame, method: str = "GDW") -> pd.DataFrame:
+    """:func:`comparison`'s rows as a methods-by-settings table: each cell the difference ± its
+    standard error, followed by "better" or "worse" (for ``method``) where it is called."""
+    def cell(row) -> str:
+        call = {f"{method} better": " better", f"{row['versus']} better": " worse"}.get(row["verdict"], "")
+        return f"{row['difference']:+.2f} ± {row['standard error']:.2f}{call}"
+    table = frame.assign(cell=frame.apply(cell, axis=1)).pivot(index="versus", columns="setting", values="cell")
+    table = table.loc[list(dict.fromkeys(frame["versus"])), list(dict.fromkeys(frame["setting"]))]
+    table.index.name, table.columns.name = f"{method} minus", None
+    return table
+
+
+def comparison_counts(frame: pd.DataFrame, method: str = "GDW") -> str:
+    """One sentence: in how many of :func:`comparison`'s pairs ``method`` is called better, worse,
+    or neither."""
+    v = frame["verdict"]
+    worse = int((v.str.endswith(" better") & (v != f"{method} better")).sum())
+    return (f"Across all {len(frame)} (method, setting) pairs: {method} better in {int((v == f'{method} better').sum())}, "
+            f"worse in {worse}, within noise in {int((v == 'within noise').sum())}"
+            + (f", too few seeds in {int((v == 'too few seeds').sum())}" if (v == "too few seeds").any() else "") + ".")
 
 
 def show_table(runs: pd.DataFrame, table_key: str, methods: list[str], level_name: str):
@@ -228,20 +254,6 @@ def gpu_check_summary(path: str | Path | None = None) -> str:
             .replace("\n## ", "\n#### "))
 
 
-def _gap(runs: pd.DataFrame, a: str, b: str, column: str) -> tuple[float, float, bool]:
-    """(a - b, its standard error, whether a beats b by more than two standard errors)."""
-    d = difference(runs, a, b, column)
-    return d["diff"], d["se"], bool(d["n"] > 1 and d["diff"] > 2 * d["se"])
-
-
-def _growth(runs: pd.DataFrame, a: str, b: str, low: str, high: str) -> tuple[float, float]:
-    """How much the per-seed gap ``a - b`` grows from column ``low`` to ``high``, with its standard error."""
-    def gap(column):
-        return _per_seed(runs, a, column) - _per_seed(runs, b, column)
-    growth = (gap(high) - gap(low)).dropna()
-    return growth.mean(), growth.std(ddof=1) / np.sqrt(len(growth)) if len(growth) > 1 else np.nan
-
-
 # One rule for every claim's verdict; the report and the summary print it.
 VERDICT_RULE = (
     "**held**: the effect the claim states is beyond noise (larger than two standard errors of the seed-by-seed "
@@ -275,103 +287,6 @@ def paper_second_best_gain(column: str) -> tuple[str, float, float]:
     means = {m: v[column]["mean"] for m, v in rows.items() if column in v}
     second = max((m for m in means if m != "GDW"), key=means.get)
     return second, means["GDW"] - means[second], relative_gain(means["GDW"], means[second])
-
-
-def _finished_methods(runs: pd.DataFrame, column: str) -> set[str]:
-    return set(runs[(runs.column == column) & (runs.status == "ok")]["method"])
-
-
-def evaluate_claims(uniform: pd.DataFrame, long_tail: pd.DataFrame, ablation: pd.DataFrame,
-                    cost: dict | None = None) -> pd.DataFrame:
-    """Each claim of the paper beside what our runs show, judged by :data:`VERDICT_RULE`; the
-    sizes the paper states are read from its own tables (``paper_results.json``), for the CIFAR
-    data set our data set is compared with. ``cost`` is :func:`iteration_cost`'s measurement."""
-    from .experiments import NOISY
-
-    claims = paper_results()["claims"]
-    cols = list(dict.fromkeys(uniform["column"]))
-    dataset = cols[0].split("/")[0]
-    both = pd.concat([uniform, long_tail])
-    paper_of = dict(zip(both["column"], both["paper_column"]))
-    c40, c60 = f"{dataset}/0.4", f"{dataset}/0.6"
-    rows = []
-
-    if cost is not None:
-        m = cost["machine"]
-        rows.append(("no_extra_cost", f"time per iteration, GDW / MW-Net = {cost['gdw_over_mwnet']:.2f}: ResNet-32, "
-                     f"batch 100, CIFAR-shaped, the two interleaved in one process by benchmarks/bench_methods.py "
-                     f"({m['type']}: {m.get('name', '')}, {m.get('threads', '?')} threads); one measurement for "
-                     "every network", "held" if cost["gdw_over_mwnet"] <= 1.05 else "not held"))
-    else:
-        rows.append(("no_extra_cost", "no measurement of the time per iteration", "not tested"))
-
-    missing = sorted(set(NOISY) - _finished_methods(uniform, c60)) if c60 in cols else NOISY
-    if not missing:
-        means = summarize(uniform).xs(c60, level="column")["mean"]
-        second = means.drop("GDW").idxmax()
-        margin, se, beats = _gap(uniform, "GDW", second, c60)
-        gain = relative_gain(means["GDW"], means[second])
-        threshold = PAPER_THRESHOLDS[paper_of[c60].split("/")[0]]
-        p_second, p_points, p_gain = paper_second_best_gain(paper_of[c60])
-        rows.append(("uniform60_gain", f"at 60% uniform noise, GDW minus the best other method ({second}) = "
-                     f"{margin:+.2f} ± {se:.2f} points, a relative gain of {gain:+.2f}% (the claim read as a relative "
-                     f"gain of more than {threshold:g}%, the reading under which the paper's own Table 2 holds it: "
-                     f"{p_points:.2f} points over {p_second}, {p_gain:.2f}%)", verdict(beats, gain > threshold)))
-    else:
-        rows.append(("uniform60_gain", f"the second-best method needs all ten methods at 60% uniform noise; "
-                     f"{', '.join(missing)} did not run on this network", "not tested"))
-
-    if c40 in cols and c60 in cols:
-        g40, s40, _ = _gap(uniform, "GDW", "MWNet", c40)
-        g60, s60, b60 = _gap(uniform, "GDW", "MWNet", c60)
-        growth, gse = _growth(uniform, "GDW", "MWNet", c40, c60)
-        size = paper_gap("table2_uniform_noise", paper_of[c60]) - paper_gap("table2_uniform_noise", paper_of[c40])
-        rows.append(("gap_grows_with_noise", f"GDW minus MW-Net: {g40:+.2f} ± {s40:.2f} at 40%, {g60:+.2f} ± {s60:.2f} "
-                     f"at 60%; growth {growth:+.2f} ± {gse:.2f} points (the paper's: {size:+.2f})",
-                     verdict(b60 and bool(growth > 2 * gse), growth >= size)))
-    else:
-        rows.append(("gap_grows_with_noise", "no 40%/60% uniform-noise runs", "not tested"))
-
-    lt_col = f"{dataset}/0.01"
-    if lt_col in set(long_tail["column"]):
-        g, s, beats = _gap(long_tail, "GDW", "MWNet", lt_col)
-        size = paper_gap("table4_long_tail", paper_of[lt_col])
-        rows.append(("longtail_0.01", f"GDW minus MW-Net at mu = 0.01: {g:+.2f} ± {s:.2f} points (the paper's: "
-                     f"{size:+.2f})", verdict(beats, g >= size)))
-    else:
-        rows.append(("longtail_0.01", "no mu = 0.01 runs", "not tested"))
-
-    gaps = [(c, *_gap(ablation, "GDW", ABLATED, c)) for c in (c40, c60) if c in set(ablation["column"])]
-    if gaps:
-        label = lambda c: ablation.loc[ablation.column == c, "label"].iloc[0]  # noqa: E731
-        text = "; ".join(f"GDW minus GDW without it, {label(c)}: {g:+.2f} ± {s:.2f}" for c, g, s, _ in gaps)
-        rows.append(("zero_mean_needed", text + " (the paper states no size)", verdict(all(b for *_, b in gaps))))
-    else:
-        rows.append(("zero_mean_needed", "no ablation runs", "not tested"))
-
-    return pd.DataFrame([{"claim": key, "the paper says": claims[key], "our runs show": text, "verdict": v}
-                         for key, text, v in rows])
-
-
-def network_name(runs: pd.DataFrame) -> str:
-    """The network the finished runs of ``runs`` trained ("MLP ... with BatchNorm", ...)."""
-    models = sorted({r["config"]["model"] for r in runs["result"] if r})
-    return ", ".join(MODEL_NAMES.get(m, m) for m in models) or "no finished runs"
-
-
-def claims_by_network(uniform: pd.DataFrame, long_tail: pd.DataFrame, ablation: pd.DataFrame,
-                      second: pd.DataFrame | None = None, cost: dict | None = None) -> pd.DataFrame:
-    """:func:`evaluate_claims` on the profile's network, and, where the profile has a second one
-    (``second``: its headline and ablation runs), on that one too, one row per claim and network.
-    The second network has no long-tailed runs: its long-tail claim is *not tested*."""
-    frames = [evaluate_claims(uniform, long_tail, ablation, cost).assign(network=network_name(uniform))]
-    if second is not None and len(second):
-        frames.append(evaluate_claims(second[second.method != ABLATED], long_tail.iloc[0:0],
-                                      second[second.method != "BaseModel"], cost).assign(network=network_name(second)))
-    out = pd.concat(frames, ignore_index=True)
-    order = {k: i for i, k in enumerate(dict.fromkeys(out["claim"]))}
-    out = out.sort_values(by="claim", key=lambda c: c.map(order), kind="stable").reset_index(drop=True)
-    return out[["claim", "network", "verdict", "our runs show", "the paper says"]]
 
 
 # The paper's stated relative gains at 60% uniform noise, per data set of its Table 2 (our

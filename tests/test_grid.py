@@ -48,7 +48,7 @@ def test_ablation_drops_only_the_constraint():
 
 
 def test_second_network_runs_the_headline_and_the_ablation_on_a_cnn():
-    from gdwlib.experiments import grid, second_network_cells
+    from gdwlib.experiments import grid, second_network_cells, second_network_flip_cells
 
     cells = second_network_cells("cpu")
     assert {c.config.model for c in cells} == {"small_cnn_strided"}
@@ -57,7 +57,14 @@ def test_second_network_runs_the_headline_and_the_ablation_on_a_cnn():
         for r in ("0.4", "0.6") for s in (1, 2, 3)}
     assert all(c.config.constraint == (c.method != "GDW (no constraint)") for c in cells)
     assert all(c.config.noise == "uniform" and c.config.epochs == 12 for c in cells)   # the cpu profile's runs
-    assert set(grid("cpu")["second network"]) == {c.config for c in cells}
+    flip = second_network_flip_cells("cpu")
+    assert {(c.method, c.column, c.config.seed, c.config.noise) for c in flip} == {
+        (m, f"fashion-mnist/{r}", s, "flip") for m in ("BaseModel", "MWNet", "GDW") for r in ("0.2", "0.4")
+        for s in (1, 2, 3)}
+    assert {c.config.model for c in flip} == {"small_cnn_strided"}
+    assert set(grid("cpu")["second network"]) == {c.config for c in cells + flip}
+    # the flip runs are the label-error grid's: the second network adds no run to the book's
+    assert {c.config for c in flip} <= set(grid("cpu")["label errors"])
     assert second_network_cells("paper") == [] and "second network" not in grid("paper")
 
 
@@ -73,11 +80,10 @@ def test_the_label_error_grid_covers_every_setting_network_and_seed_and_reuses_t
     assert len(bases) == 30 and all(c.method == "BaseModel" and c.epochs == 12 for c in bases)
     runs = detection_configs("cpu")
     assert len(runs) == 30 * (3 + 4 + len(DETECTORS)) == len(set(runs))   # 3 methods, 4 folds, a retraining each
-    # the MLP's noisy settings are Tables 2 and 3's runs, and the CNN's uniform ones the second network's
+    # the MLP's noisy settings are Tables 2 and 3's runs, and the CNN's the second network's
     tables = set(grid("cpu")["table2"] + grid("cpu")["table3"] + grid("cpu")["second network"])
-    shared = {c for c in runs if c.folds is None and c.drop is None and c.imbalance == 1.0
-              and (c.model == "mlp_bn" or c.noise == "uniform")}
-    assert len(shared) == 3 * 3 * 4 + 3 * 3 * 2 and shared <= tables
+    shared = {c for c in runs if c.folds is None and c.drop is None and c.imbalance == 1.0}
+    assert len(shared) == 3 * 3 * 4 * 2 and shared <= tables
     assert set(grid("cpu")["label errors"]) == set(runs)
     assert detection_settings("paper") == [] and "label errors" not in grid("paper")
 
