@@ -20,6 +20,11 @@ from pathlib import Path
 import nbformat
 
 PLUMBING = ("injected-parameters", "parameters")
+# The page as the book's theme lays it out in a 1280-px-wide window (tests/test_browser.py measures
+# both): the body text's size and the width of a code cell's output area, in CSS pixels. A figure
+# no wider than COLUMN_PX is shown at its own size, so its text keeps the size it was drawn at.
+BODY_PX = 16
+COLUMN_PX = 676
 
 
 def hide_injected_parameters(path: str | Path) -> int:
