@@ -10,7 +10,8 @@ stay in the notebook, which the page's download button gives).
 
 The module is also a Sphinx extension (``_config.yml``): sphinx-thebe registers its inline
 settings script twice, so every page declared ``const THEBE_JS_URL`` twice and the browser
-reported a syntax error on each; :func:`unique_scripts` drops the repeat.
+reported a syntax error on each; :func:`unique_scripts` drops the repeat. It also adds the
+book's own style sheet (:data:`CSS`), written into ``_static`` when the build finishes.
 """
 from __future__ import annotations
 
@@ -25,6 +26,16 @@ PLUMBING = ("injected-parameters", "parameters")
 # no wider than COLUMN_PX is shown at its own size, so its text keeps the size it was drawn at.
 BODY_PX = 16
 COLUMN_PX = 676
+CSS_FILE = "gdw-book.css"
+# A cell's printed output (text, a traceback) wraps its long lines, as Jupyter shows them, instead
+# of hiding their ends behind a scroll bar that many browsers draw only while scrolling. Code a
+# reader may copy (the cells' sources) is left as written: keeping it narrow is the notebook's job.
+CSS = """
+.bd-article div.cell_output pre {
+  white-space: pre-wrap;
+  overflow-wrap: anywhere;
+}
+"""
 
 
 def hide_injected_parameters(path: str | Path) -> int:
@@ -54,8 +65,18 @@ def unique_scripts(app, pagename, templatename, context, doctree) -> None:
     context["script_files"] = unique
 
 
+def write_css(app, exception) -> None:
+    """Sphinx ``build-finished``: the style sheet :func:`setup` links on every page."""
+    if exception is None and app.builder.format == "html":
+        static = Path(app.outdir) / "_static"
+        static.mkdir(parents=True, exist_ok=True)
+        (static / CSS_FILE).write_text(CSS)
+
+
 def setup(app):
     app.connect("html-page-context", unique_scripts)
+    app.connect("build-finished", write_css)
+    app.add_css_file(CSS_FILE)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
 
 

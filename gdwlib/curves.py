@@ -100,8 +100,10 @@ def accuracy_curves(runs: pd.DataFrame, table_key: str, methods: list[str], kind
         for method in methods:
             rows = group[group["method"] == method]
             if rows["n"].sum():
-                _draw(ax, method, styles[method], *_series({r.column: (r.mean, r.std) for r in rows.itertuples()}, kind))
-        _axes_style(ax, kind, f"ours: {DATASET_NAMES.get(dataset, dataset)}", sorted(set(map(level_of, group["column"]))))
+                points = {r.column: (r.mean, r.std) for r in rows.itertuples()}
+                _draw(ax, method, styles[method], *_series(points, kind))
+        levels = sorted(set(map(level_of, group["column"])))
+        _axes_style(ax, kind, f"ours: {DATASET_NAMES.get(dataset, dataset)}", levels)
     for ax, dataset in zip(paper_axes, paper_sets):
         for method in methods:
             cells = paper["rows"].get(method, {})
