@@ -55,10 +55,12 @@ def weights_frame(columns: Mapping[str, Tensor], classes: Sequence[str] | None =
 
 
 def draw_two_stage_scheme(ax=None):
-    """Figure 2 of the paper: where the first- and second-stage class-level weights come from."""
+    """Figure 2 of the paper inside the three-step loop: where the first- and second-stage
+    class-level weights come from (Eq. 9, 11, 12) and how Step 2's back-propagation of the meta
+    loss both updates the weighting network (Eq. 10) and yields the intermediate gradient."""
     ax = ax or plt.gca()
-    ax.set_xlim(0, 12)
-    ax.set_ylim(0, 5)
+    ax.set_xlim(0, 12.6)
+    ax.set_ylim(0, 6.6)
     ax.axis("off")
     w, h = 1.9, 1.1
     boxes = {
@@ -66,40 +68,44 @@ def draw_two_stage_scheme(ax=None):
         "vnet": (2.5, 3.6, "weighting\nnetwork $\\phi$"),
         "w": (4.9, 3.6, r"$w_i$"),
         "omega": (7.3, 3.6, "$\\omega_i = w_i\\,\\mathbf{1}$\n(clone C times)"),
-        "step1": (9.7, 3.6, "Step 1: virtual\nstep $\\hat\\theta(\\omega)$"),
+        "step1": (9.7, 3.6, "Step 1: virtual step\n$\\hat\\theta(\\phi)$ (Eq. 9)"),
         "meta": (9.7, 1.9, "meta loss\n$L_{meta}(\\hat\\theta)$"),
-        "g": (7.3, 1.9, "$g_i = \\partial L_{meta}/\\partial \\omega_i$\n(intermediate)"),
-        "omega2": (4.9, 1.9, "$\\omega'_i = \\omega_i \\ominus g_i$"),
+        "g": (7.3, 1.9, "$g_i = \\partial L_{meta}/\\partial \\omega_i$\n(intermediate, in BP)"),
+        "omega2": (4.9, 1.9, "$\\omega'_i = \\omega_i \\ominus \\eta_\\omega g_i$\n(Eq. 11)"),
         "zm": (4.9, 0.2, "zero-mean\nconstraint (Eq. 4)"),
-        "step3": (7.3, 0.2, "Step 3: update $\\theta$\nwith $\\omega'_i$"),
+        "step3": (7.3, 0.2, "Step 3: update $\\theta$\nwith $\\omega'_i$ (Eq. 12)"),
+        "phi": (2.5, 5.3, "Step 2: update $\\phi$\n(Eq. 10)"),
     }
     centres = {}
     for key, (x, y, text) in boxes.items():
-        stage2 = key in ("g", "omega2", "zm")
+        stage2 = key in ("g", "omega2", "zm", "step3")
         ax.add_patch(FancyBboxPatch((x, y), w, h, boxstyle="round,pad=0.05",
                                     fc="#fde0c5" if stage2 else "#d6e6f5", ec="black", lw=0.8))
         ax.text(x + w / 2, y + h / 2, text, ha="center", va="center", fontsize=8)
         centres[key] = (x, y, w, h)
 
-    def arrow(a, b, label=None):
+    def arrow(a, b):
         xa, ya, wa, ha = centres[a]
         xb, yb, wb, hb = centres[b]
         if abs(ya - yb) < 0.1:  # same row: right/left edges
             start = (xa + wa, ya + ha / 2) if xb > xa else (xa, ya + ha / 2)
             end = (xb, yb + hb / 2) if xb > xa else (xb + wb, yb + hb / 2)
         else:  # different rows: bottom/top edges
-            start, end = (xa + wa / 2, ya), (xb + wb / 2, yb + hb)
+            start, end = ((xa + wa / 2, ya), (xb + wb / 2, yb + hb)) if ya > yb else \
+                ((xa + wa / 2, ya + ha), (xb + wb / 2, yb))
         ax.add_patch(FancyArrowPatch(start, end, arrowstyle="-|>", mutation_scale=12, lw=1))
-        if label:
-            ax.text((start[0] + end[0]) / 2, (start[1] + end[1]) / 2 + 0.3, label, fontsize=7, ha="center")
 
     for a, b in [("loss", "vnet"), ("vnet", "w"), ("w", "omega"), ("omega", "step1"), ("step1", "meta"),
-                 ("omega", "omega2"), ("omega2", "zm")]:
+                 ("meta", "g"), ("g", "omega2"), ("omega", "omega2"), ("omega2", "zm"), ("zm", "step3"),
+                 ("phi", "vnet")]:
         arrow(a, b)
-    arrow("meta", "g", "BP (Step 2)")
-    arrow("g", "omega2")
-    xa, ya, wa, ha = centres["zm"]
-    xb, yb, wb, hb = centres["step3"]
-    ax.add_patch(FancyArrowPatch((xa + wa, ya + ha / 2), (xb, yb + hb / 2), arrowstyle="-|>", mutation_scale=12))
-    ax.text(0.1, 2.2, "blue: first stage (Step 1)\norange: second stage (Steps 2-3)", fontsize=8)
+    # the same back-propagation reaches phi: around the top row, into the Step-2 update
+    xm, ym, wm, hm = centres["meta"]
+    xp, yp, wp, hp = centres["phi"]
+    right, top = xm + wm + 0.6, yp + hp / 2
+    ax.plot([xm + wm + 0.05, right, right], [ym + hm / 2, ym + hm / 2, top], color="black", lw=1)
+    ax.add_patch(FancyArrowPatch((right, top), (xp + wp + 0.05, top), arrowstyle="-|>", mutation_scale=12, lw=1))
+    ax.text((right + xp + wp) / 2, top + 0.15, r"back-propagation (BP) of the meta loss, Step 2: $\nabla_\phi L_{meta}$",
+            fontsize=7, ha="center")
+    ax.text(0.1, 2.2, "blue: first stage and MW-Net's loop\norange: second stage (Steps 2-3)", fontsize=8)
     return ax
