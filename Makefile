@@ -28,7 +28,8 @@ data: $(STAMP)
 	scripts/get-data.sh $(BIN)/python
 
 # Train every run the experiments need (both cores, finished runs skipped), then execute each
-# experiment notebook with papermill into book/experiments/, which the book publishes. The paper
+# experiment notebook with papermill into book/experiments/, which the book publishes (the summary
+# writes every result file into an archive there, which its page offers for download). The paper
 # profile's runs are never trained here (they come from `gdwlib sweep` on GPUs or a cluster): with
 # any missing, `sweep --check` lists them and the sweep command, and make stops.
 experiments: $(STAMP) data
@@ -36,7 +37,8 @@ experiments: $(STAMP) data
 	mkdir -p book/experiments
 	for nb in $(EXPERIMENTS); do \
 	  $(BIN)/papermill --no-progress-bar notebooks/$$nb.ipynb book/experiments/$$nb.ipynb \
-	    -p profile $(PROFILE) -p workers $(WORKERS) $(PARAMS) || exit 1; \
+	    -p profile $(PROFILE) -p workers $(WORKERS) $(PARAMS) \
+	    $$(test $$nb = 16-summary && echo -p archive book/experiments/results-$(PROFILE).zip) || exit 1; \
 	done
 	$(BIN)/python -m gdwlib.book book/experiments/*.ipynb
 

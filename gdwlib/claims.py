@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from .experiments import ABLATED, DATASET_NAMES, NOISY
-from .report import (MODEL_NAMES, PAPER_THRESHOLDS, VERDICT_RULE, difference, paper_gap, paper_results, paper_second_best_gain,
+from .report import (MODEL_NAMES, PAPER_THRESHOLDS, VERDICT_RULE, compare, paper_gap, paper_results, paper_second_best_gain,
                      per_seed, relative_gain, summarize, verdict)
 from .significance import two_se_error_rate
 
@@ -67,14 +67,6 @@ class Runs:
     def label(self, table: str, column: str) -> str:
         f = self.get(table)
         return f.loc[f["column"] == column, "label"].iloc[0]
-
-
-def compare(runs: pd.DataFrame, a: str, b: str, column: str) -> dict:
-    """``a - b`` over paired seeds with its standard error and the 2-SE rule's call:
-    ``above`` (a beyond noise above b) or ``below``."""
-    d = difference(runs, a, b, column)
-    called = d["n"] > 1 and not np.isnan(d["se"])
-    return {**d, "above": bool(called and d["diff"] > 2 * d["se"]), "below": bool(called and d["diff"] < -2 * d["se"])}
 
 
 def setting(table: str, column: str) -> str:
@@ -274,7 +266,8 @@ def _clothing1m(runs: Runs) -> tuple[pd.Series | None, str]:
     frame = runs.get("clothing1m")
     ok = frame[frame["status"] == "ok"] if len(frame) else frame
     if not len(ok):
-        return None, "Table 5 was not run (Clothing1M and ImageNet weights are not on the machines that build this book)"
+        return None, ("Table 5's runs are not part of this report (Clothing1M and the ImageNet weights are not on the "
+                      "machines that build this book)")
     if ok.groupby("method")["seed"].nunique().min() < 2:
         return None, "one run per method, as the paper's: no standard error to call a difference by"
     return ok, ""
@@ -361,10 +354,11 @@ def claims_by_network(frames: dict[str, pd.DataFrame], second: dict[str, pd.Data
 def verdict_rule(seed_counts) -> str:
     """:data:`gdwlib.report.VERDICT_RULE` followed by the false-positive rate of its two-standard-error
     test for the numbers of paired seeds the claims rest on."""
-    rates = ", ".join(f"{100 * two_se_error_rate(n):.0f}% with {n} seeds" for n in sorted(set(seed_counts)) if n > 1)
-    return (VERDICT_RULE + (f" The two-standard-error test is coarse: for two methods that are in truth equally good "
-                            f"it still calls a difference {rates} (a paired t-test at t = 2), and the claims are "
-                            "many, so a single *held* or *not held* near the threshold is weak evidence." if rates else ""))
+    rates = " and ".join(f"{100 * two_se_error_rate(n):.0f}% of the time with {n} seeds"
+                         for n in sorted(set(seed_counts)) if n > 1)
+    return (VERDICT_RULE + (f" The two-standard-error test is coarse: two methods that are in truth equally good are "
+                            f"still called different {rates} (a paired t-test at t = 2), and the claims are many, so "
+                            "a single verdict near the threshold is weak evidence." if rates else ""))
 
 
 VERDICT_COLOURS = {"held": "#c8e6c9", "direction only": "#fff3b0", "not held": "#f8c4c4", NOT_TESTED: "#e8e8e8"}
@@ -393,3 +387,21 @@ def in_plain_words(claims: pd.DataFrame) -> str:
         parts = [f"{words[v]} ({len(names)}): {'; '.join(names)}." for v, names in by.items() if names]
         paragraphs.append(f"**{network}**: {tested} of the paper's {len(group)} claims could be tested. " + " ".join(parts))
     return "\n\n".join(paragraphs)
+
+
+def claim_cells(profile: str, **fields) -> dict[str, list]:
+    """Every run the claims are judged on, by group: Tables 2-4, the ablation, and the second network's
+    runs (``fields`` as :func:`gdwlib.experiments.table_cells` takes them)."""
+    from .experiments import ablation_cells, second_network_cells, second_network_flip_cells, table_cells
+
+    return {"uniform": table_cells("table2", profile, **fields), "flip": table_cells("table3", profile, **fields),
+            "long tail": table_cells("table4", profile, **fields), "ablation": ablation_cells(profile, **fields),
+            "second network": second_network_cells(profile, **fields),
+            "second network, flip": second_network_flip_cells(profile, **fields)}
+
+
+def judge(runs: dict[str, pd.DataFrame], cost: dict | None = None) -> pd.DataFrame:
+    """:func:`claims_by_network` on :func:`claim_cells`'s groups, collected."""
+    second = (second_network_frames(runs["second network"], runs["second network, flip"])
+              if len(runs["second network"]) else None)
+    return claims_by_network({k: runs[k] for k in ("uniform", "flip", "long tail", "ablation")}, second, cost)

@@ -61,6 +61,32 @@ def config_from_args(args: argparse.Namespace):
     return config
 
 
+_FLAGS = {"epochs": "--epochs", "device": "--device", "data_dir": "--data-dir", "results_dir": "--results-dir",
+          "threads": "--threads"}
+
+
+def command_for(config: RunConfig, profile: str) -> str:
+    """The ``python -m gdwlib run`` command that trains ``config`` (the inverse of
+    :func:`config_from_args`): the profile's setting, and ``--set`` for every field that differs from it."""
+    named = dict(method=config.method, noise=config.noise, ratio=config.ratio, seed=config.seed)
+    words = ["python -m gdwlib run", f"--profile {profile}", f"--dataset {config.dataset}", f"--method {config.method}",
+             f"--noise {config.noise}", f"--ratio {config.ratio:g}", f"--seed {config.seed}"]
+    if config.imbalance != 1.0:
+        named["imbalance"] = config.imbalance
+        words.append(f"--imbalance {config.imbalance:g}")
+    base = profile_config(profile, config.dataset, **named)
+    for field in dataclasses.fields(RunConfig):
+        name, value = field.name, getattr(config, field.name)
+        if name in named or name == "dataset" or value == getattr(base, name):
+            continue
+        if name in _FLAGS:
+            words.append(f"{_FLAGS[name]} {value}")
+        elif name == "options":
+            words += [f"--set option.{k}={json.dumps(v)}" for k, v in value]
+        else:
+            words.append(f"--set {name}={value if name in _STRING_FIELDS and value is not None else json.dumps(value)}")
+    return " ".join(words)
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m gdwlib", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)

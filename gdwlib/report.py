@@ -43,6 +43,7 @@ def collect(cells: Iterable[Cell]) -> pd.DataFrame:
             "final_accuracy": result["final_accuracy"] if result else np.nan,
             "wall_time": result["wall_time"] if result else np.nan,
             "status": "ok" if result else ("diverged" if failed else "missing"),
+            "cell_config": cell.config,
             "message": failed["message"] if failed else "",
             "result": result,
         })
@@ -81,15 +82,38 @@ def _fmt(mean: float, std: float) -> str:
     return f"{mean:.2f}" + ("" if np.isnan(std) else f" ± {std:.2f}")
 
 
+def paper_columns(paper_column: str, dataset: str) -> list[str]:
+    """The paper's columns shown beside one of ours: the one it is compared with, and, where our
+    data set is not one of the paper's (Fashion-MNIST), the same setting on the paper's other data set."""
+    if dataset in PAPER_DATASETS or "/" not in paper_column:
+        return [paper_column]
+    level = paper_column.split("/", 1)[1]
+    return [f"{d}/{level}" for d in PAPER_DATASETS]
+
+
+PAPER_DATASETS = ("cifar10", "cifar100")
+
+
 def table_html(summary: pd.DataFrame, table_key: str, methods: list[str], columns: list[str],
                level_name: str) -> str:
     """The paper's layout: methods as rows, settings as columns; our mean ± std with the best in
-    bold and the second best underlined, and the paper's value in grey below each cell."""
+    bold and the second best underlined, and the paper's values in grey below each cell (CIFAR-10
+    and CIFAR-100 where ours is on another data set)."""
     paper = paper_results()[table_key]["rows"]
     best = ranks(summary)
     labels = summary.reset_index().drop_duplicates("column").set_index("column")
-    head = "".join(f"<th>{html.escape(labels.loc[c, 'label'])}<br><span class='paper'>paper: "
-                   f"{html.escape(labels.loc[c, 'paper_label'])}</span></th>" for c in columns)
+
+    def shown(c):
+        return paper_columns(labels.loc[c, "paper_column"], c.split("/")[0])
+
+    def names(c):
+        cols = shown(c)
+        if len(cols) == 1:
+            return html.escape(labels.loc[c, "paper_label"])
+        return " / ".join(DATASET_NAMES[p.split("/")[0]] for p in cols) + ", " + html.escape(
+            labels.loc[c, "paper_label"].split(", ", 1)[-1])
+    head = "".join(f"<th>{html.escape(labels.loc[c, 'label'])}<br><span class='paper'>paper: {names(c)}</span></th>"
+                   for c in columns)
     body = []
     for m in methods:
         cells = []
@@ -103,14 +127,36 @@ def table_html(summary: pd.DataFrame, table_key: str, methods: list[str], column
                 text = f"<b>{text}</b>"
             elif rank == 2:
                 text = f"<u>{text}</u>"
-            ref = paper.get(m, {}).get(ours["paper_column"] if ours is not None else "", None)
-            ref_text = _fmt(ref["mean"], ref["std"] if ref["std"] is not None else np.nan) if ref else "–"
+            refs = [paper.get(m, {}).get(p) for p in shown(c)]
+            ref_text = "<br>".join(_fmt(r["mean"], r["std"] if r["std"] is not None else np.nan) if r else "–"
+                                   for r in refs)
             cells.append(f"<td>{text}<br><span class='paper'>{ref_text}</span></td>")
         body.append(f"<tr><th>{html.escape(m)}</th>{''.join(cells)}</tr>")
     style = ("<style>.gdw-table td,.gdw-table th{text-align:center;padding:3px 8px}"
-             ".gdw-table .paper{color:#888;font-size:85%}.gdw-table .note{color:#b00;font-size:80%}</style>")
+             ".gdw-table .paper{color:#777;font-size:85%}.gdw-table .note{color:#b00;font-size:80%}</style>")
     return (f"{style}<table class='gdw-table'><thead><tr><th>{html.escape(level_name)}</th>{head}</tr></thead>"
             f"<tbody>{''.join(body)}</tbody></table>")
+
+
+def runs_behind(runs: pd.DataFrame, profile: str) -> str:
+    """HTML, folded: every cell's runs by seed (run id, the folder of its result file) and the
+    command that reruns one of them."""
+    from .cli import command_for
+
+    rows = []
+    for (method, label), group in runs.groupby(["method", "label"], sort=False):
+        ids = [f"<code>{html.escape(r['run_id'])}</code>" if r else f"seed {s}: no result yet"
+               for s, r in zip(group["seed"], group["result"])]
+        rows.append(f"<tr><td>{html.escape(method)}</td><td>{html.escape(label)}</td><td>{'<br>'.join(ids)}</td></tr>")
+    first = runs.iloc[0]
+    return ("<details class='gdw-runs'><summary>The runs behind each cell, and how to rerun one</summary>"
+            "<p>Each run's result file is <code>results/runs/&lt;run id&gt;/result.json</code> (in the archive of "
+            "the summary page). This command retrains the first run below from scratch (with its result file "
+            "present, it returns the finished run):</p>"
+            f"<pre style='white-space:pre-wrap'>{html.escape(command_for(first['cell_config'], profile))}</pre>"
+            "<table><thead><tr><th>method</th><th>setting</th><th>runs, by seed</th></tr></thead>"
+            f"<tbody>{''.join(rows)}</tbody></table></details>"
+            "<style>.gdw-runs code{font-size:75%;word-break:break-all}.gdw-runs td{vertical-align:top}</style>")
 
 
 def setting_caption(runs: pd.DataFrame) -> str:
@@ -165,6 +211,14 @@ def difference(runs: pd.DataFrame, a: str, b: str, column: str) -> dict:
     return {"diff": paired.mean() if len(paired) else np.nan, "se": se, "n": len(paired)}
 
 
+def compare(runs: pd.DataFrame, a: str, b: str, column: str) -> dict:
+    """``a - b`` over paired seeds with its standard error and the 2-SE rule's call:
+    ``above`` (a beyond noise above b) or ``below``."""
+    d = difference(runs, a, b, column)
+    called = d["n"] > 1 and not np.isnan(d["se"])
+    return {**d, "above": bool(called and d["diff"] > 2 * d["se"]), "below": bool(called and d["diff"] < -2 * d["se"])}
+
+
 def comparison(runs: pd.DataFrame, method: str, others: list[str], columns: list[str]) -> pd.DataFrame:
     """``method`` minus each of ``others`` per column, over paired seeds: mean difference, its
     standard error, the paired t-test's p-value adjusted by Holm's method over all the rows (one
@@ -208,19 +262,23 @@ def comparison_counts(frame: pd.DataFrame, method: str = "GDW") -> str:
             + (f", too few seeds in {int((v == 'too few seeds').sum())}" if (v == "too few seeds").any() else "") + ".")
 
 
-def show_table(runs: pd.DataFrame, table_key: str, methods: list[str], level_name: str):
-    """Display a table of the paper with its caption (in a notebook)."""
+def show_table(runs: pd.DataFrame, table_key: str, methods: list[str], level_name: str, profile: str | None = None):
+    """Display a table of the paper with its caption and, given the profile that made them, the runs
+    behind it (in a notebook)."""
     from IPython.display import HTML, Markdown, display
 
     columns = list(dict.fromkeys(runs["column"]))
     display(HTML(table_html(summarize(runs), table_key, methods, columns, level_name)))
     missing = runs[runs.status == "missing"]
+    both = len(paper_columns(runs["paper_column"].iloc[0], columns[0].split("/")[0])) > 1
+    grey = ("the paper's numbers, CIFAR-10 above CIFAR-100" if both else "the paper's number")
     display(Markdown(
         f"**Our runs** (mean ± std over seeds of the final test accuracy in %, the mean of the last 5 epochs; "
         f"best in bold, second best underlined): {setting_caption(runs)}.  \n"
-        f"**Grey, below each cell: the paper's number.** {paper_caption(table_key)}"
+        f"**Grey, below each cell: {grey}.** {paper_caption(table_key)}"
         + (f"  \n**{len(missing)} runs have no result yet.**" if len(missing) else "")))
-
+    if profile is not None:
+        display(HTML(runs_behind(runs, profile)))
 
 
 def iteration_cost(results_dir: str, rounds: int = 3, iters: int = 2) -> dict:
@@ -345,3 +403,72 @@ def headline(runs: pd.DataFrame, methods: list[str], columns: list[str]) -> pd.D
     labels = dict(zip(runs["column"], runs["label"]))
     return pd.DataFrame({labels[c]: {m: _fmt(s.loc[(m, c), "mean"], s.loc[(m, c), "std"])
                                            for m in methods if (m, c) in s.index} for c in columns})
+
+
+def _ordinal(k: int) -> str:
+    return {1: "best", 2: "second", 3: "third"}.get(k, f"{k}th")
+
+
+def paper_beyond_noise(table_key: str, column: str, a: str, b: str, seeds: int = 5) -> bool:
+    """Whether ``a - b`` in the paper's table exceeds two standard errors of an unpaired difference of
+    means over ``seeds`` runs (its printed standard deviations; the paper's runs are not paired)."""
+    rows = paper_results()[table_key]["rows"]
+    x, y = rows[a][column], rows[b][column]
+    if x["std"] is None or y["std"] is None:
+        return False
+    return abs(x["mean"] - y["mean"]) > 2 * np.sqrt((x["std"] ** 2 + y["std"] ** 2) / seeds)
+
+
+def table_findings(runs: pd.DataFrame, table_key: str, methods: list[str]) -> str:
+    """What our numbers show in a table, column by column, in words computed from them: the best
+    method and GDW's place, ours beside the paper's, and each sharp difference: a method whose
+    difference from BaseModel is beyond noise in our runs and in the paper's, with opposite signs."""
+    s = summarize(runs)
+    paper = paper_results()[table_key]["rows"]
+    lines = []
+    for column in dict.fromkeys(runs["column"]):
+        means = s.xs(column, level="column")["mean"].reindex(methods).dropna()
+        if "GDW" not in means or len(means) < 2:
+            continue
+        cell = runs[runs.column == column].iloc[0]
+        theirs = {m: paper[m][cell.paper_column]["mean"] for m in means.index if cell.paper_column in paper.get(m, {})}
+        text = f"- **{cell.label}**: {_places(means.to_dict())} of {len(means)}."
+        if "GDW" in theirs:
+            text += f" In the paper ({cell.paper_label}): {_places(theirs)}."
+        if "BaseModel" in theirs:
+            for m in theirs:
+                d, gap = compare(runs, m, "BaseModel", column), theirs[m] - theirs["BaseModel"]
+                if ((d["above"] and gap < 0) or (d["below"] and gap > 0)) and paper_beyond_noise(
+                        table_key, cell.paper_column, m, "BaseModel"):
+                    text += (f" **{m} is {abs(d['diff']):.2f} points {'above' if d['above'] else 'below'} BaseModel "
+                             f"here, where the paper has it {abs(gap):.2f} {'above' if gap > 0 else 'below'}.**")
+        lines.append(text)
+    return "\n".join(lines)
+
+
+def _places(means: dict[str, float]) -> str:
+    best = max(means, key=means.get)
+    place = 1 + sum(v > means["GDW"] for v in means.values())
+    return ("GDW has the best mean" if best == "GDW" else
+            f"{best} has the best mean ({means[best]:.2f}); GDW is {_ordinal(place)}")
+
+
+def archive_results(configs, path: str | Path) -> int:
+    """Write the result files of the finished runs among ``configs`` into one zip archive at ``path``
+    (atomically; ``runs/<run id>/result.json`` inside), for readers to download. Returns how many."""
+    import io
+    import zipfile
+
+    from .results import write_bytes
+    from .train import run_directory
+
+    buffer, count = io.BytesIO(), 0
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for config in dict.fromkeys(configs):
+            result = find_result(config)
+            if result:
+                archive.write(run_directory(config) / "result.json", f"runs/{result['run_id']}/result.json")
+                count += 1
+    write_bytes(path, buffer.getvalue())
+    Path(path).chmod(0o644)   # published: readable by the web server
+    return count

@@ -189,5 +189,5 @@ def test_a_second_network_has_its_own_verdicts_and_the_plain_words_follow_them()
 def test_the_rule_states_the_error_rate_of_two_standard_errors():
     # Student's t with 2 degrees of freedom: P(|T| > 2) = 1 - 2 / sqrt(6) in closed form
     text = verdict_rule([3, 5])
-    assert f"{100 * (1 - 2 / np.sqrt(6)):.0f}% with 3 seeds" in text
-    assert "12% with 5 seeds" in text
+    assert f"{100 * (1 - 2 / np.sqrt(6)):.0f}% of the time with 3 seeds" in text
+    assert "12% of the time with 5 seeds" in text

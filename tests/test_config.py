@@ -67,3 +67,18 @@ def test_every_stated_choice_names_a_field_its_profile_sets():
     for (profile, dataset, field), why in CHOICES.items():
         assert field in PROFILES[profile][dataset] and len(why) > 40
     assert profile_config("paper", "clothing1m").schedule == "constant"
+
+
+def test_the_command_of_a_run_trains_that_run():
+    """Every run of the book's grid, written as a command and parsed back by the CLI, is the same run."""
+    from gdwlib.cli import command_for, config_from_args, parser
+    from gdwlib.experiments import all_configs
+
+    configs = all_configs("cpu") + [profile_config("cpu", method="GLC", options={"fresh_optimizer": False}, clip=0.5,
+                                                   results_dir="/tmp/elsewhere", override="rehearsal")]
+    for config in configs:
+        command = command_for(config, "cpu")
+        parsed = config_from_args(parser().parse_args(command.split()[3:]))
+        assert parsed == config, command
+    assert command_for(profile_config("cpu", method="MWNet", seed=2), "cpu") == (
+        "python -m gdwlib run --profile cpu --dataset fashion-mnist --method MWNet --noise uniform --ratio 0.4 --seed 2")

@@ -24,7 +24,12 @@ def test_table_shows_ours_marked_and_the_papers_beside():
     runs = runs_table({("GDW", "f/0.4"): [88.0, 90.0], ("MWNet", "f/0.4"): [80.0, 80.0]})
     html = table_html(summarize(runs), "table2_uniform_noise", ["MWNet", "GDW"], ["f/0.4"], "noise")
     assert "<b>89.00 ± 1.41</b>" in html and "<u>80.00 ± 0.00</u>" in html
-    assert "88.14 ± 0.35" in html and "86.46 ± 0.31" in html  # the paper's CIFAR-10 40% cells
+    # the paper's 40% cells (its Table 2), CIFAR-10 above CIFAR-100, since ours is on neither
+    assert "88.14 ± 0.35<br>59.82 ± 1.62" in html and "86.46 ± 0.31<br>58.37 ± 0.33" in html
+    assert "paper: CIFAR-10 / CIFAR-100, 0.4" in html
+    on_cifar = table_html(summarize(runs.assign(column="cifar10/0.4")), "table2_uniform_noise", ["GDW"],
+                          ["cifar10/0.4"], "noise")
+    assert "88.14 ± 0.35</span>" in on_cifar and "59.82" not in on_cifar   # ours on CIFAR-10: its column alone
 
 
 def test_separation_counts_pairs():
