@@ -1,12 +1,26 @@
-"""The built book as a reader's browser shows it: headless Chromium, served from localhost only.
+r"""The built book as a reader's browser shows it: headless Chromium, served from localhost only.
 
 The book is the one at ``$GDW_BOOK_HTML`` (``make browser-test`` sets it to ``_build/html``), or
 else a book built here from the repository's sources with the ``smoke`` profile (a few minutes).
-Every page of ``_toc.yml`` is opened and checked: no TeX source left in its text, MathJax's
-output wherever there is math, every image loaded, no error in the browser console, every
-internal link leading to a page that exists, no resource fetched from anywhere but the book's
-own server, and, on a notebook's page, a download button for the notebook. Screenshots of the
-pages readers open first go to ``<book>/../screenshots/`` (``_build/screenshots/``).
+Every page of ``_toc.yml`` is opened and checked: MathJax's output wherever there is math,
+every image loaded, no error in the browser console, every internal link leading to a page that
+exists, no resource fetched from anywhere but the book's own server, and, on a notebook's page,
+a download button for the notebook. Screenshots of the pages readers open first go to
+``<book>/../screenshots/`` (``_build/screenshots/``).
+
+Each page is then read as a reader sees it in the test's 1280-px-wide window, with every "Show
+code cell source" opened, by four rules, a test each:
+
+- everything fits: no element's content is wider than its box (a code line or a table behind a
+  horizontal scroll bar reads as cut off in browsers that draw scroll bars only while
+  scrolling), nothing sticks out of the article's column, the page never scrolls sideways;
+- no source text: no TeX (``$w^c_{nt}$``, ``\omega``, ``\(``) and no Sphinx or MyST role
+  (``:meth:``, ``{doc}``) left in the text outside code;
+- figures at their own size: an image the browser shrinks has its text shrunk with it, so every
+  image is shown at 90% of its pixel width or more; the plotting code draws text at the body's
+  size in figures no wider than a cell's output area (``gdwlib.book.BODY_PX`` and
+  ``COLUMN_PX``, both checked here against the page);
+- no table opens with a column of row numbers 0..N-1 (a pandas index nobody named).
 
 Chromium and its driver come from Debian (``chromium``, ``chromium-driver``); where they are
 missing and apt can install them (as root) the test does so, else it is skipped and says why.
@@ -27,6 +41,8 @@ from urllib.parse import urljoin, urlparse
 
 import pytest
 import yaml
+
+from gdwlib.book import BODY_PX, COLUMN_PX
 
 ROOT = Path(__file__).resolve().parent.parent
 SCREENSHOTS = {"book/intro": "intro", "book/experiments/16-summary": "summary",
@@ -163,7 +179,68 @@ whenReady().then(() => {
   });
 }).catch(e => done({error: String(e)}));
 """
-TEX = re.compile(r"\\\(|\\\)|\\\[|\\\]|\$\$|\\(mathbf|frac|sum|omega|theta|nabla|partial|hat)\b")
+# TeX delimiters, any macro (two letters or more), and $...$ around a superscript, subscript,
+# brace or backslash.
+TEX = re.compile(r"\\[()[\]]|\$\$|\\[A-Za-z]{2,}|\$[^$\n]*[\\^_{}][^$\n]*\$")
+ROLES = "meth|func|class|mod|attr|obj|data|exc|ref|doc|eq|numref|math|term|download|cite(?::[pt])?"
+ROLE = re.compile(rf"\{{(?:py:)?(?:{ROLES})\}}|(?<![\w:]):(?:py:)?(?:{ROLES}):")
+
+# The page's layout once every "Show code cell source" is open. An element is named by its tag,
+# classes, the heading of its section and the start of its text.
+LAYOUT = """
+const done = arguments[arguments.length - 1];
+const article = document.querySelector('article.bd-article');
+const name = e => {
+  const section = e.closest('section');
+  const heading = section && section.querySelector('h1, h2, h3');
+  const title = heading ? heading.innerText.replace('#', '').trim().replace(/\\s+/g, ' ') : '';
+  const text = (e.innerText || e.getAttribute('src') || '').trim().replace(/\\s+/g, ' ').slice(0, 70);
+  const hidden = e.closest('details') ? ' (hidden source, shown by "Show code cell source")' : '';
+  return `<${e.tagName.toLowerCase()}${[...e.classList].map(c => '.' + c).join('')}>${hidden} under "${title}": `
+         + `"${text}"`;
+};
+const inlineMath = e => !!e.closest('span.math, mjx-container');   // glyph boxes overhang by design
+const clips = e => getComputedStyle(e).overflowX !== 'visible';
+const free = e => {   // no ancestor in the article clips it: what sticks out is seen sticking out
+  for (let a = e.parentElement; a && a !== article; a = a.parentElement) if (clips(a)) return false;
+  return true;
+};
+function overflow(box) {
+  const all = [...article.querySelectorAll('*')];
+  const clipped = all.filter(e => !inlineMath(e) && clips(e) && e.clientWidth > 0 && e.scrollWidth > e.clientWidth + 1)
+      .map(e => `${name(e)}: content ${e.scrollWidth} px wide in a box of ${e.clientWidth} px`);
+  const outside = e => { const r = e.getBoundingClientRect();
+                         return r.width > 0 && (r.right > box.right + 1 || r.left < box.left - 1); };
+  const sticking = all.filter(e => outside(e) && free(e) && (e.parentElement === article || !outside(e.parentElement)))
+      .map(e => { const r = e.getBoundingClientRect();
+                  return `${name(e)}: from ${Math.round(r.left)} to ${Math.round(r.right)} px, the article `
+                         + `from ${Math.round(box.left)} to ${Math.round(box.right)} px`; });
+  const wideMath = [...article.querySelectorAll('div.math')].filter(d => {
+      const m = d.querySelector('mjx-math'); return m && m.getBoundingClientRect().width > d.clientWidth + 1; })
+      .map(d => `${name(d)}: formula wider than its ${d.clientWidth} px`);
+  const page = document.documentElement;
+  const sideways = page.scrollWidth > page.clientWidth + 1
+      ? [`the page scrolls sideways: ${page.scrollWidth} px of content in a ${page.clientWidth} px window`] : [];
+  return [...clipped, ...sticking, ...wideMath, ...sideways];
+}
+if (!article) {
+  done({error: 'no article on the page'});
+} else {
+  article.querySelectorAll('details').forEach(d => d.open = true);
+  document.fonts.ready.then(() => done({   // measured in the fonts the reader gets
+    overflow: overflow(article.getBoundingClientRect()),
+    images: [...article.querySelectorAll('img')].filter(i => i.naturalWidth > 0)
+        .map(i => ({src: i.getAttribute('src'), natural: i.naturalWidth, shown: i.getBoundingClientRect().width})),
+    body: parseFloat(getComputedStyle(article.querySelector('p') || article).fontSize),
+    outputs: [...article.querySelectorAll('.cell_output')].map(o => o.clientWidth).filter(w => w > 0),
+    tables: [...article.querySelectorAll('table')].map(t => ({
+        name: name(t),
+        first: [...t.querySelectorAll('tbody tr')].map(r => r.cells[0] ? r.cells[0].innerText.trim() : ''),
+    })),
+  }));
+}
+"""
+MIN_IMAGE_SCALE = 0.9
 
 
 def page_url(server: str, page: str) -> str:
@@ -175,7 +252,6 @@ def test_page_renders_for_a_reader(book, server, browser, page):
     browser.get(page_url(server, page))
     state = browser.execute_async_script(PAGE_STATE)
     assert "error" not in state, state.get("error")
-    assert not TEX.search(state["text"]), f"TeX source in the text: ...{TEX.search(state['text']).group(0)}..."
     assert not state["unrendered"], f"math not typeset by MathJax: {state['unrendered'][:3]}"
     if state["mathBlocks"]:
         assert state["rendered"] >= state["mathBlocks"]
@@ -202,3 +278,54 @@ def test_page_renders_for_a_reader(book, server, browser, page):
         shots = book.parent / "screenshots"
         shots.mkdir(exist_ok=True)
         browser.save_screenshot(str(shots / f"{SCREENSHOTS[page]}.png"))
+
+
+@pytest.fixture(scope="module")
+def reader_views(server, browser):
+    """Each page's text (:data:`PAGE_STATE`) and layout (:data:`LAYOUT`), read once per page."""
+    cache = {}
+
+    def view(page: str) -> dict:
+        if page not in cache:
+            browser.get(page_url(server, page))
+            state = browser.execute_async_script(PAGE_STATE)
+            assert "error" not in state, state.get("error")
+            layout = browser.execute_async_script(LAYOUT)
+            assert "error" not in layout, f"{page}: {layout.get('error')}"
+            cache[page] = {**state, **layout}
+            browser.get_log("browser")   # test_page_renders_for_a_reader reads the console, page by page
+        return cache[page]
+    return view
+
+
+@pytest.mark.parametrize("page", toc_pages())
+def test_everything_fits_the_page(reader_views, page):
+    overflow = reader_views(page)["overflow"]
+    assert not overflow, f"{page}: {len(overflow)} element(s) cut off or outside the column:\n" + "\n".join(overflow)
+
+
+@pytest.mark.parametrize("page", toc_pages())
+def test_no_tex_or_role_source_in_the_text(reader_views, page):
+    text = reader_views(page)["text"]
+    found = [f"...{text[max(m.start() - 30, 0):m.end() + 30]}..." for rule in (TEX, ROLE) for m in rule.finditer(text)]
+    assert not found, f"{page}: TeX or role source in the text:\n" + "\n".join(found)
+
+
+@pytest.mark.parametrize("page", toc_pages())
+def test_figures_are_shown_at_their_own_size(reader_views, page):
+    view = reader_views(page)
+    assert view["body"] == BODY_PX, f"{page}: body text {view['body']} px; gdwlib.book.BODY_PX says {BODY_PX}"
+    narrow = [w for w in view["outputs"] if w < COLUMN_PX]
+    assert not narrow, f"{page}: output areas {narrow} px wide, less than gdwlib.book.COLUMN_PX = {COLUMN_PX}"
+    shrunk = [f"{i['src']}: {i['natural']} px shown at {i['shown']:.0f} px ({i['shown'] / i['natural']:.0%}), "
+              f"its text shrunk as much; draw it at most {COLUMN_PX} px wide"
+              for i in view["images"] if i["shown"] < MIN_IMAGE_SCALE * i["natural"]]
+    assert not shrunk, f"{page}: figures shrunk by the browser:\n" + "\n".join(shrunk)
+
+
+@pytest.mark.parametrize("page", toc_pages())
+def test_no_table_opens_with_row_numbers(reader_views, page):
+    numbered = [t["name"] for t in reader_views(page)["tables"]
+                if t["first"] and t["first"] == [str(i) for i in range(len(t["first"]))]]
+    assert not numbered, (f"{page}: tables whose first column is 0..N-1 (a pandas index; hide it or index by "
+                          f"a column that names the rows):\n" + "\n".join(numbered))
