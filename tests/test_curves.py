@@ -70,9 +70,10 @@ def table2_figure(datasets=("fashion-mnist",)):
 @pytest.mark.parametrize("datasets", [("fashion-mnist",), ("cifar10", "cifar100")])
 def test_the_figure_is_shown_at_its_own_size_with_text_as_large_as_the_body(datasets):
     """The book's output column is 676 CSS px wide and its body text 16 px (the browser test
-    measures both): a wider PNG is shrunk by the browser, its text with it (the 3-panel figure
-    of 1191 px with 8-pt legend at 100 dpi was shown at 676/1191 of 11 px, about 6 px). Every
-    text is drawn at >= 16 px, i.e. >= 11.52 pt at 100 dpi, in a PNG at most 676 px wide."""
+    measures both): a wider PNG is shrunk by the browser, its text with it. The 3-panel figure
+    it replaces was 1191 px wide, its 8-pt legend 11.1 px at 100 dpi, shown at 676/1191 of that:
+    6.3 px, capitals under 5 px. Every text is drawn at >= 16 px, i.e. >= 11.52 pt at 100 dpi,
+    in a PNG at most 676 px wide."""
     fig, _ = table2_figure(datasets)
     png = io.BytesIO()
     fig.savefig(png, format="png", dpi=fig.dpi, bbox_inches="tight")   # as Jupyter's inline backend does
