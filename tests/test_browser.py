@@ -9,7 +9,7 @@ a download button for the notebook. Screenshots of the pages readers open first 
 ``<book>/../screenshots/`` (``_build/screenshots/``).
 
 Each page is then read as a reader sees it in the test's 1280-px-wide window, with every "Show
-code cell source" opened, by four rules, a test each:
+code cell source" opened, by five rules, a test each:
 
 - everything fits: no element's content is wider than its box (a code line or a table behind a
   horizontal scroll bar reads as cut off in browsers that draw scroll bars only while
@@ -20,7 +20,9 @@ code cell source" opened, by four rules, a test each:
   image is shown at 90% of its pixel width or more; the plotting code draws text at the body's
   size in figures no wider than a cell's output area (``gdwlib.book.BODY_PX`` and
   ``COLUMN_PX``, both checked here against the page);
-- no table opens with a column of row numbers 0..N-1 (a pandas index nobody named).
+- no table opens with a column of row numbers 0..N-1 (a pandas index nobody named);
+- no code shown that only renders the page: a cell using ``IPython.display`` is plumbing (its
+  output is the content), so its source is hidden or removed.
 
 Chromium and its driver come from Debian (``chromium``, ``chromium-driver``); where they are
 missing and apt can install them (as root) the test does so, else it is skipped and says why.
@@ -233,6 +235,8 @@ if (!article) {
         .map(i => ({src: i.getAttribute('src'), natural: i.naturalWidth, shown: i.getBoundingClientRect().width})),
     body: parseFloat(getComputedStyle(article.querySelector('p') || article).fontSize),
     outputs: [...article.querySelectorAll('.cell_output')].map(o => o.clientWidth).filter(w => w > 0),
+    shownCode: [...article.querySelectorAll('.cell_input')].filter(c => !c.closest('details'))
+        .map(c => ({name: name(c), code: c.innerText})),
     tables: [...article.querySelectorAll('table')].map(t => ({
         name: name(t),
         first: [...t.querySelectorAll('tbody tr')].map(r => r.cells[0] ? r.cells[0].innerText.trim() : ''),
@@ -329,3 +333,10 @@ def test_no_table_opens_with_row_numbers(reader_views, page):
                 if t["first"] and t["first"] == [str(i) for i in range(len(t["first"]))]]
     assert not numbered, (f"{page}: tables whose first column is 0..N-1 (a pandas index; hide it or index by "
                           f"a column that names the rows):\n" + "\n".join(numbered))
+
+
+@pytest.mark.parametrize("page", toc_pages())
+def test_no_display_plumbing_shown(reader_views, page):
+    shown = [c["name"] for c in reader_views(page)["shownCode"] if re.search(r"\bIPython\b", c["code"])]
+    assert not shown, (f"{page}: code cells shown that only display the page's content (IPython.display); "
+                       f"tag them hide-input or remove-input:\n" + "\n".join(shown))
