@@ -21,12 +21,30 @@ from .profiles import PROFILES
 from .report import MODEL_NAMES, difference, verdict
 
 READINGS = (1, 3, 5)   # the last k epochs averaged; 5 is the book's final accuracy
+# Short names for the tables (the page names each network in full once).
+NETWORKS = {"mlp_bn": "MLP with BatchNorm", "small_cnn_strided": "strided CNN, no BatchNorm"}
+
+
+def network(model: str) -> str:
+    """The short name of a network for the tables."""
+    return NETWORKS.get(model, MODEL_NAMES.get(model, model))
+
+
+def network_names(runs: pd.DataFrame) -> str:
+    """Each short name of the finished runs' networks with its full name."""
+    models = dict.fromkeys(r["config"]["model"] for r in runs["result"] if r)
+    return "; ".join(f"*{network(m)}*: {MODEL_NAMES.get(m, m)}" for m in models)
 
 
 def last_epochs_mean(history: Sequence[dict], k: int) -> float:
-    """The mean test accuracy of the last ``k`` epochs of ``history`` (NaN when it has fewer)."""
+    """The mean test accuracy of the last ``k`` epochs of ``history`` (all of them where it has
+    fewer, as a run's final accuracy is computed; NaN for no epoch)."""
     acc = [h["test_accuracy"] for h in history]
-    return float(np.mean(acc[-k:])) if len(acc) >= k else np.nan
+    return float(np.mean(acc[-k:])) if acc else np.nan
+
+
+def _fmt(diff: float, se: float) -> str:
+    return f"{diff:+.2f}" + ("" if np.isnan(se) else f" ± {se:.2f}")
 
 
 def reading_name(k: int) -> str:
@@ -41,13 +59,13 @@ def paper_share(epochs: int) -> float:
 
 def readings(runs: pd.DataFrame, ks: Sequence[int] = READINGS) -> pd.DataFrame:
     """Every finished run of ``runs`` (frames of :func:`gdwlib.report.collect`) with its accuracy
-    under each reading: one row per run and reading, with the network it trained."""
+    under each reading: one row per run and reading, with the network it trained. A window longer
+    than the run is the whole run, read once."""
     rows = []
     for run in runs[runs.status == "ok"].itertuples():
-        model = run.result["config"]["model"]
-        for k in ks:
-            rows.append({"network": MODEL_NAMES.get(model, model), "column": run.column, "setting": run.label,
-                         "method": run.method, "seed": run.seed, "reading": reading_name(k),
+        for k in dict.fromkeys(min(k, len(run.result["history"])) for k in ks):
+            rows.append({"network": network(run.result["config"]["model"]), "column": run.column,
+                         "setting": run.label, "method": run.method, "seed": run.seed, "reading": reading_name(k),
                          "accuracy": last_epochs_mean(run.result["history"], k)})
     return pd.DataFrame(rows, columns=["network", "column", "setting", "method", "seed", "reading", "accuracy"])
 
@@ -69,7 +87,7 @@ def gaps(frame: pd.DataFrame, method: str = "GDW", ablated: str = ABLATED) -> pd
 
 def gap_table(gap: pd.DataFrame) -> pd.DataFrame:
     """:func:`gaps` as (network, setting) rows and one column per reading: ``diff ± se (verdict)``."""
-    cell = gap.apply(lambda r: f"{r['difference']:+.2f} ± {r['standard error']:.2f} ({r['verdict']})", axis=1)
+    cell = gap.apply(lambda r: f"{_fmt(r['difference'], r['standard error'])} ({r['verdict']})", axis=1)
     table = gap.assign(cell=cell).pivot(index=["network", "setting"], columns="reading", values="cell")
     return table.loc[list(dict.fromkeys(zip(gap["network"], gap["setting"]))), list(dict.fromkeys(gap["reading"]))]
 
@@ -90,19 +108,22 @@ def _direction(row) -> str:
     return "better with the constraint" if row["difference"] > 0 else "better without the constraint"
 
 
-def summary(gap: pd.DataFrame, book: str = reading_name(READINGS[-1])) -> str:
-    """One sentence per network and setting, generated from :func:`gaps`: which way GDW moved
-    without the constraint under the book's reading, and where another reading changes it."""
+def summary(gap: pd.DataFrame) -> str:
+    """One line per network and setting, generated from :func:`gaps`: which way GDW moved without
+    the constraint under the book's reading (the widest window, listed last), the gap under the
+    other readings, and whether any of them calls it otherwise."""
     lines = []
     for (network, setting), group in gap.groupby(["network", "setting"], sort=False):
         by = group.set_index("reading")
+        book, others = by.index[-1], list(by.index[:-1])
         main = by.loc[book]
-        text = (f"- **{network}, {setting}**: GDW minus GDW without the constraint {main['difference']:+.2f} ± "
-                f"{main['standard error']:.2f} points over {main['seeds']} seeds ({book}): {_direction(main)}")
-        others = [f"{r}: {by.loc[r, 'difference']:+.2f} ± {by.loc[r, 'standard error']:.2f}, {_direction(by.loc[r])}"
-                  for r in by.index if r != book and _direction(by.loc[r]) != _direction(main)]
-        lines.append(text + (f"; under another reading it moves ({'; '.join(others)})." if others
-                             else "; the same under every reading."))
+        changed = [f"{r}: {_direction(by.loc[r])}" for r in others if _direction(by.loc[r]) != _direction(main)]
+        lines.append(f"- **{network}, {setting}**: GDW minus GDW without the constraint "
+                     f"{_fmt(main['difference'], main['standard error'])} points over {main['seeds']} seed(s) "
+                     f"({book}): {_direction(main)}"
+                     + "".join(f"; {r}: {_fmt(by.loc[r, 'difference'], by.loc[r, 'standard error'])}" for r in others)
+                     + (f". Another reading calls it otherwise ({'; '.join(changed)})." if changed
+                        else ". The same call under every reading."))
     return "\n".join(lines)
 
 
@@ -114,27 +135,27 @@ def late_recovery(runs: pd.DataFrame, k: int = READINGS[-1]) -> dict | None:
         acc = [h["test_accuracy"] for h in run.result["history"]]
         rise = acc[-1] - last_epochs_mean(run.result["history"], k)
         if best is None or rise > best["rise"]:
-            model = run.result["config"]["model"]
-            best = {"network": MODEL_NAMES.get(model, model), "setting": run.label, "method": run.method,
-                    "seed": run.seed, "rise": rise, "accuracy": acc, "window": last_epochs_mean(run.result["history"], k)}
+            best = {"network": network(run.result["config"]["model"]), "setting": run.label, "method": run.method,
+                    "seed": run.seed, "rise": rise, "accuracy": acc,
+                    "window": last_epochs_mean(run.result["history"], k)}
     return best
 
 
 def describe_recovery(run: dict, k: int = READINGS[-1]) -> str:
     """The late recovery of :func:`late_recovery`'s run, in words, from its history."""
     acc = run["accuracy"]
-    low = int(np.argmin(acc))
+    low, k = int(np.argmin(acc)), min(k, len(acc))
     return (f"{run['method']} on the {run['network']}, {run['setting']}, seed {run['seed']}: {acc[low]:.1f}% in epoch "
-            f"{low + 1} of {len(acc)}, {acc[-1]:.1f}% in the last. Averaged over its last {k} epochs, as the book's "
+            f"{low + 1} of {len(acc)}, {acc[-1]:.1f}% in the last. Averaged over its last {k} epoch(s), as the book's "
             f"final accuracy is, it scores {run['window']:.1f}%, {run['rise']:.1f} points below its last epoch: the "
-            f"window still holds epochs {len(acc) - k + 1}-{len(acc) - 1} of the recovery "
-            f"({', '.join(f'{a:.1f}' for a in acc[-k:-1])}%).")
+            f"window, epochs {len(acc) - k + 1}-{len(acc)}, holds {', '.join(f'{a:.1f}' for a in acc[-k:])}%.")
 
 
 def describe_window(epochs: int, k: int = READINGS[-1]) -> str:
     """How the book's final-accuracy window compares with the paper's, for runs of ``epochs``."""
-    paper_epochs, share = PROFILES["paper"]["cifar10"]["epochs"], paper_share(epochs)
-    return (f"The paper's final accuracy averages the last {RunConfig().final_epochs} of its {paper_epochs} epochs, the "
+    paper_epochs, share, k = PROFILES["paper"]["cifar10"]["epochs"], paper_share(epochs), min(k, epochs)
+    return (f"The paper's final accuracy averages the last {RunConfig().final_epochs} of its {paper_epochs} epochs, "
+            "the "
             f"last {100 * RunConfig().final_epochs / paper_epochs:.0f}% of training; ours averages the last {k} of "
             f"{epochs}, the last {100 * k / epochs:.0f}%. The paper's share of our {epochs} epochs is {share:.2f} "
             f"epoch{'s' if share > 1 else ''}: of the readings here, the "

@@ -17,7 +17,7 @@ def test_last_epochs_mean_averages_the_tail_of_the_history():
     h = history(10.0, 20.0, 30.0, 60.0)
     assert last_epochs_mean(h, 1) == 60.0
     assert last_epochs_mean(h, 3) == pytest.approx((20 + 30 + 60) / 3)
-    assert np.isnan(last_epochs_mean(h, 5))   # shorter than the window
+    assert last_epochs_mean(h, 5) == 30.0     # shorter than the window: all of it, as a run's final accuracy
 
 
 def test_the_papers_window_is_a_fraction_of_an_epoch_of_ours():
@@ -50,14 +50,24 @@ def test_a_late_recovery_moves_the_gap_between_readings():
     assert g.loc["last epoch", "standard error"] == pytest.approx(se)
     assert g.loc["last epoch", "verdict"] == "held" and g.loc["mean of last 5", "verdict"] == "not held"
     text = summary(gaps(r))
-    assert "(mean of last 5): within noise" in text and "last epoch: +6.67" in text and "better with the constraint" in text
+    assert "(mean of last 5): within noise; last epoch: +6.67 ± " in text
+    assert "Another reading calls it otherwise (last epoch: better with the constraint)" in text
     late = late_recovery(frame[frame.method == ABLATED])
     assert late["seed"] == 3 and late["rise"] == pytest.approx(79 - 37.8)
     assert "10.0% in epoch 2 of 6, 79.0% in the last" in describe_recovery(late)
+    assert "the window, epochs 2-6, holds 10.0, 10.0, 30.0, 60.0, 79.0%" in describe_recovery(late)
 
 
 def test_one_seed_is_not_tested():
     frame = runs({("GDW", 1): history(*[80.0] * 5), (ABLATED, 1): history(*[70.0] * 5)})
     g = gaps(readings(frame))
     assert (g["verdict"] == "not tested").all() and (g["seeds"] == 1).all()
-    assert "not tested (one seed)" in summary(g)
+    assert "+10.00 points over 1 seed(s) (mean of last 5): not tested (one seed); last epoch: +10.00;" in summary(g)
+
+
+def test_a_short_run_is_read_over_the_epochs_it_has():
+    frame = runs({("GDW", 1): history(80.0, 82.0), (ABLATED, 1): history(70.0, 60.0)})
+    r = readings(frame)
+    assert list(dict.fromkeys(r["reading"])) == ["last epoch", "mean of last 2"]
+    assert r.set_index(["method", "reading"]).loc[(ABLATED, "mean of last 2"), "accuracy"] == 65.0
+    assert "the last 2 of 2" in describe_window(2)
