@@ -26,6 +26,10 @@ PLUMBING = ("injected-parameters", "parameters")
 # no wider than COLUMN_PX is shown at its own size, so its text keeps the size it was drawn at.
 BODY_PX = 16
 COLUMN_PX = 676
+# A figure for the page: drawn at FIGURE_DPI (Jupyter saves the PNG at the figure's dpi) its
+# width in pixels is inches * FIGURE_DPI, and text of FIGURE_FONT_PT points is BODY_PX high.
+FIGURE_DPI = 100
+FIGURE_FONT_PT = BODY_PX * 72 / FIGURE_DPI
 CSS_FILE = "gdw-book.css"
 # A cell's printed output (text, a traceback) wraps its long lines, as Jupyter shows them, instead
 # of hiding their ends behind a scroll bar that many browsers draw only while scrolling. Code a

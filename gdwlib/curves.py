@@ -16,12 +16,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from .book import BODY_PX, COLUMN_PX
+from .book import COLUMN_PX, FIGURE_DPI, FIGURE_FONT_PT
 from .experiments import DATASET_NAMES
 from .report import paper_results, summarize
 
-DPI = 100
-FONT_PT = BODY_PX * 72 / DPI   # a text of FONT_PT points is BODY_PX pixels high at DPI
 EMPHASISED = {"GDW": "tab:red", "MWNet": "tab:blue", "BaseModel": "black"}
 # Colours and markers for the other methods, in the order a figure meets them (none red, blue or black).
 OTHERS = [("tab:orange", "s"), ("tab:green", "^"), ("tab:purple", "v"), ("tab:brown", "D"), ("tab:pink", "P"),
@@ -62,15 +60,15 @@ def _draw(ax, method: str, style: dict, x, mean, std) -> None:
 
 
 def _axes_style(ax, kind: str, title: str, levels: list[float]) -> None:
-    ax.set_title(title, fontsize=FONT_PT)
-    ax.set_xlabel(kind, fontsize=FONT_PT)
-    ax.set_ylabel("test accuracy (%)", fontsize=FONT_PT)
+    ax.set_title(title, fontsize=FIGURE_FONT_PT)
+    ax.set_xlabel(kind, fontsize=FIGURE_FONT_PT)
+    ax.set_ylabel("test accuracy (%)", fontsize=FIGURE_FONT_PT)
     if kind == "imbalance factor":
         ax.set_xscale("log")
         ax.invert_xaxis()
         ax.minorticks_off()
     ax.set_xticks(levels, [f"{v:g}" for v in levels])   # the table's settings, not a generic scale
-    ax.tick_params(labelsize=FONT_PT)
+    ax.tick_params(labelsize=FIGURE_FONT_PT)
     ax.grid(alpha=0.3)
 
 
@@ -78,8 +76,8 @@ def _layout(n_ours: int, n_paper: int):
     """Figure and axes: ours down the left column, the paper's down the right one; the legend
     goes into the first free cell of the left column, or below the panels if there is none."""
     rows = max(n_ours, n_paper)
-    fig, grid = plt.subplots(rows, 2, figsize=(COLUMN_PX / DPI - 0.2, PANEL_HEIGHT_IN * rows), dpi=DPI,
-                             squeeze=False)
+    width = COLUMN_PX / FIGURE_DPI - 0.2   # Jupyter's bbox_inches="tight" adds 0.1 in on either side
+    fig, grid = plt.subplots(rows, 2, figsize=(width, PANEL_HEIGHT_IN * rows), dpi=FIGURE_DPI, squeeze=False)
     for ax in [*grid[n_ours:, 0], *grid[n_paper:, 1]]:
         ax.axis("off")
     spare = grid[n_ours, 0] if n_ours < rows else None
@@ -116,10 +114,10 @@ def accuracy_curves(runs: pd.DataFrame, table_key: str, methods: list[str], kind
     handles = {label: h for ax in fig.axes for h, label in zip(*ax.get_legend_handles_labels())}
     entries = [m for m in methods if m in handles]
     if spare is not None:
-        spare.legend([handles[m] for m in entries], entries, loc="center", fontsize=FONT_PT, frameon=False,
+        spare.legend([handles[m] for m in entries], entries, loc="center", fontsize=FIGURE_FONT_PT, frameon=False,
                      ncol=2 if len(entries) > 5 else 1)
     else:
         fig.legend([handles[m] for m in entries], entries, loc="upper center", bbox_to_anchor=(0.5, 0.0),
-                   fontsize=FONT_PT, frameon=False, ncol=3)
+                   fontsize=FIGURE_FONT_PT, frameon=False, ncol=3)
     fig.tight_layout()
     return fig
