@@ -244,6 +244,8 @@ if (!article) {
   }));
 }
 """
+# A PNG shown at this share of its pixel width or more keeps its text within 10% of the size the
+# plotting code drew (and tests); the browser shrinks a wider PNG to the column, text and all.
 MIN_IMAGE_SCALE = 0.9
 
 
