@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
+from .book import COLUMN_PX, FIGURE_DPI, FIGURE_FONT_PT
 from .config import RunConfig
 from .data.build import build_data
 from .data.fashion_mnist import CLASSES as FASHION_CLASSES
@@ -70,10 +71,13 @@ def noisy_mask(config: RunConfig) -> np.ndarray:
     return (data.train.labels != data.train.true_labels).numpy()
 
 
-# Text at least as large as the book's body text where a 7-inch figure is shown at its natural
-# size (the inline backend's 100 dpi: 12 pt is about 17 px); the notebook applies it to every plot.
-STYLE = {"font.size": 12, "axes.titlesize": 13, "axes.labelsize": 12, "xtick.labelsize": 12, "ytick.labelsize": 12,
-         "legend.fontsize": 12, "legend.title_fontsize": 12}
+# Figures for the book's page (gdwlib.book's measures): drawn at FIGURE_DPI and at most COLUMN_PX
+# wide, they are shown at their own size, and text of FIGURE_FONT_PT points (about 12) is as
+# large as the body text; the notebook applies STYLE to every plot.
+WIDTH_IN = COLUMN_PX / FIGURE_DPI - 0.2   # bbox_inches="tight" adds 0.1 in on either side
+STYLE = {"figure.dpi": FIGURE_DPI, **{key: max(12.0, FIGURE_FONT_PT) for key in (
+    "font.size", "axes.labelsize", "xtick.labelsize", "ytick.labelsize", "legend.fontsize", "legend.title_fontsize")},
+    "axes.titlesize": max(13.0, FIGURE_FONT_PT)}
 # Figure 5's three groups: plain names (tables show them as text), each its own colour, marker and
 # line style, since the two non-target lines nearly coincide (as in the paper).
 GROUPS = {"non-target, clean": dict(color="#0072B2", marker="o", linestyle="-"),
@@ -101,7 +105,7 @@ def figure3(config: RunConfig, epoch: int | None = None, ax=None):
 def figure4(gdw: RunConfig, mwnet: RunConfig, instance: int, epoch: int, classes: Sequence[str],
             labels: tuple[int, int], axes=None):
     """One noisy instance's class-level weights before and after one iteration, GDW above MW-Net."""
-    axes = axes if axes is not None else plt.subplots(2, 1, figsize=(7, 6.5), sharex=True)[1]
+    axes = axes if axes is not None else plt.subplots(2, 1, figsize=(WIDTH_IN, 6.5), sharex=True)[1]
     label, true = labels
     names = [c + (" (label)" if k == label else " (true)" if k == true else "") for k, c in enumerate(classes)]
     for ax, config, title in zip(axes, (gdw, mwnet), ("GDW", "MW-Net")):
