@@ -3,7 +3,9 @@ keyed by the names the tables use."""
 from __future__ import annotations
 
 import inspect
+import re
 
+from ..config import RunConfig
 from .base import BaseModel, LogitGradientMethod, Method, NonFiniteLossError, check_options
 from .coteach import CoTeaching
 from .finetune import FineTuning
@@ -28,15 +30,20 @@ def get_method(name: str) -> type[Method]:
 
 
 def method_card(cls: type[Method]) -> str:
-    """Markdown for the book's set-up page: a method's docstring and its named options."""
+    """Markdown for the book's set-up page: a method's docstring, its named options and the run
+    settings of its own (the config fields its reweighter takes), each with its default.
+
+    Sphinx cross-reference roles (``:func:`name```) become plain code, since the page renders
+    the docstring as Markdown, where a role would show as raw text."""
     doc = inspect.cleandoc(cls.__doc__ or "")
+    doc = re.sub(r":(?:meth|func|class|attr|mod):`~?([^`]+)`", r"`\1`", doc)
     doc = doc.replace("Set-up for the GDW setting:", "**Set-up for the GDW setting:**")
-    options = getattr(cls, "options", {}) or {}
-    table = ""
-    if options:
-        rows = "".join(f"| `{k}` | `{v!r}` |\n" for k, v in options.items())
-        table = f"\n\n| option (`--set option.NAME=VALUE`) | default |\n|---|---|\n{rows}"
-    return f"## {cls.name}\n\n{doc}{table}\n"
+    tables = [("option (`--set option.NAME=VALUE`)", getattr(cls, "options", {}) or {}),
+              ("setting (`--set NAME=VALUE`)",
+               {name: getattr(RunConfig(), name) for name in getattr(cls, "reweighter_fields", ())})]
+    text = "".join(f"\n\n| {head} | default |\n|---|---|\n" + "".join(f"| `{k}` | `{v!r}` |\n" for k, v in rows.items())
+                   for head, rows in tables if rows)
+    return f"## {cls.name}\n\n{doc}{text}\n"
 
 
 __all__ = ["METHODS", "check_options", "Method", "LogitGradientMethod", "NonFiniteLossError", "get_method", "method_card", "BaseModel", "FineTuning",

@@ -156,7 +156,7 @@ class Method:
 
 
 class LogitGradientMethod(Method):
-    """A method defined by the matrix it sends into the logits: one forward, one backward."""
+    r"""A method defined by the matrix it sends into the logits: one forward, one backward."""
 
     def logit_gradient(self, logits: Tensor, batch: Batch) -> Tensor:
         """The ``(n, C)`` matrix ``dLoss/dlogits`` of the batch (already divided by n)."""
@@ -169,7 +169,8 @@ class LogitGradientMethod(Method):
 
 
 class BaseModel(LogitGradientMethod):
-    """Plain cross-entropy on the (noisy or imbalanced) training set: ``G = (p - y) / n``.
+    r"""Plain cross-entropy on the (noisy or imbalanced) training set: the matrix sent into the logits is
+    $G_i = (\mathbf p_i - \mathbf y_i) / n$.
 
     For the comparison of label-error detectors (``gdwlib.label_errors``) it can also train
     without one cross-validation fold and predict that fold (``folds``, ``fold``: the

@@ -49,11 +49,11 @@ def selected_logit_gradient(logits: Tensor, targets: Tensor, selected: Tensor) -
 
 
 class CoTeaching(Method):
-    """Co-teaching: two networks of the same architecture, initialised independently. In every batch
+    r"""Co-teaching: two networks of the same architecture, initialised independently. In every batch
     each network ranks the instances by its own cross-entropy and keeps the ``k`` smallest; each
-    network is then updated on the set its *partner* kept, with ``G = (p - y) / k`` there and 0
-    elsewhere. ``k = int((1 - R(e)) n)``, and the forget rate ``R(e) = min(e / T_k * tau, tau)``
-    grows linearly from 0 to ``tau`` over the first ``T_k`` epochs (exponent 1). Network 1 is
+    network is then updated on the set its *partner* kept, with $G_i = (\mathbf p_i - \mathbf y_i) / k$ there and 0
+    elsewhere. $k = \lfloor (1 - R(e))\, n \rfloor$, and the forget rate $R(e) = \min(e \tau / T_k, \tau)$
+    grows linearly from 0 to $\tau$ over the first $T_k$ epochs (exponent 1). Network 1 is
     evaluated and saved.
 
     Set-up for the GDW setting:
@@ -62,14 +62,14 @@ class CoTeaching(Method):
       authors' 9-layer CNN and Adam schedule (200 epochs, linear decay from epoch 80 with beta1
       switching to 0.1): all methods share one schedule. GDW does not say which optimiser it
       used for Co-teaching.
-    - ``forget_rate`` tau (option) is the setting's noise rate by default (:func:`setting_forget_rate`),
+    - ``forget_rate`` $\tau$ (option) is the setting's noise rate by default (:func:`setting_forget_rate`),
       as the authors' code sets it to the known noise rate:
 
       - where this project corrupted the labels, the configured ratio. Under the public code's
         uniform noise, which redraws the label from all C classes, the true flip rate is
-        ``ratio (C-1) / C``, so this drops a little more than the noisy fraction;
+        $r (C-1) / C$ for a noise ratio $r$, so this drops a little more than the noisy fraction;
       - on Clothing1M, whose labels are noisy by nature, the data set's own estimate: Xiao et
-        al. (2015) found 61.54% of its labels correct, so tau = 0.3846;
+        al. (2015) found 61.54% of its labels correct, so $\tau = 0.3846$;
       - where no noise was added (the clean columns of Tables 2 and 3), ``clean_forget_rate``
         (option) = 0.2. A rate of 0 would make Co-teaching two independent BaseModels, yet the
         paper's clean-column Co-teach numbers sit 1.2 (CIFAR-10) and 2.1 (CIFAR-100) points below
@@ -77,15 +77,15 @@ class CoTeaching(Method):
         does. 0.2 is the mildest noise rate of the paper's tables (Table 3's 20% flip) and of
         Co-teaching's own experiments (symmetric 20%): the rate a user who does not know that
         the labels are clean would guess. It is an estimate, not a measurement.
-    - ``num_gradual`` T_k (option) defaults to one eighth of the epochs: the authors' default of
+    - ``num_gradual`` $T_k$ (option) defaults to one eighth of the epochs: the authors' default of
       10 epochs in GDW's 80-epoch setting, and the same share of a shorter run (2 of the ``cpu``
-      profile's 12), so that the drop rate reaches tau equally early in both.
-    - Epochs count from 0: the first epoch drops nothing and tau is reached in epoch T_k + 1.
+      profile's 12), so that the drop rate reaches $\tau$ equally early in both.
+    - Epochs count from 0: the first epoch drops nothing and $\tau$ is reached in epoch $T_k + 1$.
       The authors' code indexes ``linspace(0, tau, T_k)`` from its 1-based epoch loop, so it
-      drops ``tau / (T_k - 1)`` already in the first epoch and reaches tau at epoch T_k - 1;
-      the form here is the paper's ``min(T / T_k tau, tau)`` with T the epochs completed.
+      drops $\tau / (T_k - 1)$ already in the first epoch and reaches $\tau$ at epoch $T_k - 1$;
+      the form here is the paper's $\min(T \tau / T_k, \tau)$ with $T$ the epochs completed.
     - The loss on the selected set is its mean, as in the paper. The authors' code divides
-      that mean by ``k`` once more, a scale that Adam nearly ignores but SGD would not.
+      that mean by $k$ once more, a scale that Adam nearly ignores but SGD would not.
     - The second network's initialisation is drawn from its own seed, derived from the run's.
     """
 

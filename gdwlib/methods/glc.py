@@ -93,20 +93,21 @@ class ExampleStream:
 
 @dataclass
 class GoldSilverBatch(Batch):
-    """A silver (noisy) training batch followed by ``num_gold`` gold (meta-set) examples; the gold
+    r"""A silver (noisy) training batch followed by ``num_gold`` gold (meta-set) examples; the gold
     examples' ``index`` refers to the meta set."""
 
     num_gold: int = 0
 
 
 class GLC(Method):
-    """Gold Loss Correction (Hendrycks et al. 2018; ``CIFAR/train_ours.py`` of mmazeika/glc).
+    r"""Gold Loss Correction (Hendrycks et al. 2018; the authors' code is github.com/mmazeika/glc).
 
     Phase 1 trains the network on the noisy (silver) training set with cross-entropy. Its
     softmax outputs on the clean (gold) meta set, averaged per true class, give the corruption
-    matrix ``C[i, j] ~ p(noisy j | true i)``. Phase 2 restarts from the network's initial weights
-    and trains on gold and silver examples together: a silver example with label ``s`` has
-    loss ``-log sum_i p_i C[i, s]``, a gold example plain cross-entropy; the batch's losses are
+    matrix $\hat C_{ij} \approx p(\text{noisy } j \mid \text{true } i)$. Phase 2 restarts from the network's
+    initial weights
+    and trains on gold and silver examples together: a silver example with label $s$ has
+    loss $-\log \sum_i p_i \hat C_{is}$, a gold example plain cross-entropy; the batch's losses are
     summed and divided by its number of examples.
 
     Set-up for the GDW setting:

@@ -49,14 +49,16 @@ def insw_weights(phi: Tensor) -> Tensor:
 
 
 class INSW(Method):
-    """Learned instance weights (Hu et al. 2019).
+    r"""Learned instance weights (Hu et al. 2019).
 
-    Each training example has a weight ``phi_i`` (one tensor over the training set). Per batch:
-    a look-ahead ``theta_hat = theta - lr sum_i phi_i grad l_i``, the clean meta batch's loss at
-    ``theta_hat``, its gradient ``dL_meta/dphi_i`` (through the shared meta-gradient primitive),
-    then ``phi_i <- max(phi_i / w_decay - meta_lr dL_meta/dphi_i, 1e-5)``. The real step uses
-    the updated weights at once, normalised over the batch: ``w_i (p_i - y_i)`` with
-    ``w = phi / sum phi`` (summing to 1, so no ``1/n``).
+    Each training example has a weight $\phi_i$ (one tensor over the training set). Per batch:
+    a look-ahead $\hat\theta = \theta - \eta \sum_i \phi_i \nabla_\theta \ell_i$ at the learning rate $\eta$,
+    the clean meta batch's loss at
+    $\hat\theta$, its gradient $\partial L_{meta} / \partial \phi_i$ (through the shared meta-gradient primitive),
+    then $\phi_i \leftarrow \max(\phi_i / d - \eta_\phi\, \partial L_{meta} / \partial \phi_i,\ 10^{-5})$ with
+    $d$ = ``w_decay`` and $\eta_\phi$ = ``meta_lr``. The real step uses
+    the updated weights at once, normalised over the batch: $w_i (\mathbf p_i - \mathbf y_i)$ with
+    $w_i = \phi_i / \sum_j \phi_j$ (summing to 1, so no $1/n$).
 
     Set-up for the GDW setting:
     the authors fine-tune a pretrained ResNet-34 with SGD at lr 1e-3 (batch 20, 15 epochs);
@@ -64,19 +66,20 @@ class INSW(Method):
     ``init`` = 1.0 and ``w_decay`` = 2.0 come from the authors' CIFAR scripts
     (``--w_init 1. --w_decay 2.``; the argparse defaults are 0 and 10).
     The authors' meta step size is 1, at their SGD learning rate 1e-3. The meta-gradient
-    ``dL_meta/dphi_i = -lr <grad l_i, grad L_meta(theta_hat)>`` is proportional to the SGD
+    $\partial L_{meta} / \partial \phi_i = -\eta \langle \nabla \ell_i, \nabla L_{meta}(\hat\theta) \rangle$
+    is proportional to the SGD
     learning rate, so at GDW's 0.1 the same update is 100 times larger: on the CPU profile
-    (Fashion-MNIST, 40% uniform noise, lr 0.1) a step of 1 moves ``phi`` by a median 0.58 per
+    (Fashion-MNIST, 40% uniform noise, lr 0.1) a step of 1 moves $\phi$ by a median 0.58 per
     visit in the first epoch (from 1.0), clamps 32% of the weights at the floor, concentrates
     each batch's weight on about 45 of its 100 examples, and the test accuracy stays between
     22% and 34% from the second to the eighth of 12 epochs (one seed; 77% at the end, BaseModel
     83%). ``meta_lr`` = 0.01 keeps the authors'
-    product of meta step and learning rate (1 x 1e-3): ``phi`` then starts near uniform, and
+    product of meta step and learning rate (1 x 1e-3): $\phi$ then starts near uniform, and
     as ``w_decay`` halves the old weight at every visit the meta-gradients take over after a
     few epochs (17% at the floor in the last epoch; 83% test accuracy at the end).
     The authors take one real optimiser step per example on a copy of the network, so each
-    ``Delta_i`` also holds that step's momentum and weight-decay parts; here the look-ahead is
-    the plain gradient step ``-lr grad l_i``, computed for the whole batch at once (the same
+    $\Delta_i$ also holds that step's momentum and weight-decay parts; here the look-ahead is
+    the plain gradient step $-\eta \nabla \ell_i$, computed for the whole batch at once (the same
     one-step look-ahead as the other meta-learning methods here). The authors' code runs the
     look-ahead in eval mode (BatchNorm running statistics); here it uses the batch statistics,
     as the other meta-learning methods here do. The meta loss is that of one meta batch, not of

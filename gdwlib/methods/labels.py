@@ -80,29 +80,30 @@ def normalised_step(g: Tensor, step: float) -> Tensor:
 
 
 class SoftLabel(Method):
-    """Soft-label (Vyas et al. 2020): a label-smoothing parameter ``alpha_i`` learned per instance.
+    r"""Soft-label (Vyas et al. 2020): a label-smoothing parameter $\alpha_i$ learned per instance.
 
-    Each instance trains towards ``y~_i = (1 - alpha_i) e_{y_i} + alpha_i / C``, so its logit
-    gradient is ``(p_i - y~_i) / n``. Per batch: the look-ahead with that ``G`` at the SGD learning
-    rate, the meta-gradient ``dL_meta/dalpha`` on a clean meta batch, one step on the batch's
-    ``alpha``, then the real step with the updated ``alpha``.
+    Each instance trains towards $\tilde{\mathbf y}_i = (1 - \alpha_i) \mathbf e_{y_i} + \alpha_i / C$, so its logit
+    gradient is $(\mathbf p_i - \tilde{\mathbf y}_i) / n$. Per batch: the look-ahead with that ``G`` at the SGD learning
+    rate, the meta-gradient $\partial L_{meta} / \partial \alpha$ on a clean meta batch, one step on the batch's
+    $\alpha$, then the real step with the updated $\alpha$.
 
     Set-up for the GDW setting:
     no code of the authors is known and only their abstract could be read; GDW describes the
     method as "a label smoothing parameter for every instance". The choices below are ours.
 
-    - ``alpha`` is used raw and clamped to [0, 1] after each step (the simplest form; a sigmoid
+    - $\alpha$ is used raw and clamped to [0, 1] after each step (the simplest form; a sigmoid
       would make one-hot labels unreachable), initialised to ``init = 0``: training starts as
       BaseModel, with one-hot labels, and the meta set decides which instances to smooth.
     - The look-ahead is the GDW loop's (SGD learning rate, meta batch of the clean meta set).
-    - Step: ``alpha <- clamp(alpha - meta_lr * g / mean|g|, 0, 1)`` with ``g = dL_meta/dalpha`` on
-      the batch, ``meta_lr = 0.05``: alpha moves by 0.05 per visit on the batch's average,
+    - Step: $\alpha \leftarrow \mathrm{clamp}(\alpha - \eta_\alpha\, g / \mathrm{mean}|g|, 0, 1)$ with
+      $g = \partial L_{meta} / \partial \alpha$ on
+      the batch and $\eta_\alpha$ = ``meta_lr`` = 0.05: $\alpha$ moves by 0.05 per visit on the batch's average,
       instances with larger meta-gradients more (up to about 5x). A plain gradient step would
-      not transfer: ``g`` carries the factor ``lr / n`` and the network's sensitivity, and its
-      batch mean ``|g|`` was measured at 2e-3 falling to 1e-4 with the cosine learning rate (MLP,
+      not transfer: $g$ carries the factor $\eta / n$ of the learning rate and the network's sensitivity, and its
+      batch mean $\mathrm{mean}|g|$ was measured at 2e-3 falling to 1e-4 with the cosine learning rate (MLP,
       ``cpu`` profile), but 2.5e-2 falling to 2e-3 within the first epoch for ResNet-32 (2,000
       images of the same data): a step size tuned on one is 10x off on the other. On the ``cpu`` profile
-      (12 epochs, 40% uniform noise) the learned alpha ends at 0.13 on average for noisy
+      (12 epochs, 40% uniform noise) the learned $\alpha$ ends at 0.13 on average for noisy
       instances and 0.003 for clean ones.
     """
 
@@ -135,19 +136,21 @@ class SoftLabel(Method):
 
 
 class GenLabel(Method):
-    """Gen-label, i.e. MSLG (Algan & Ulusoy 2020): a label distribution learned per instance.
+    r"""Gen-label, i.e. MSLG (Algan & Ulusoy 2020): a label distribution learned per instance.
 
-    Every instance has C label logits ``y^_i``, initialised to ``K e_{y_i}``; its soft label is
-    ``softmax(y^_i)``. After a plain cross-entropy warm-up, each batch:
+    Every instance has $C$ label logits $\hat{\mathbf y}_i$, initialised to $K \mathbf e_{y_i}$; its soft label is
+    $\mathrm{softmax}(\hat{\mathbf y}_i)$. After a plain cross-entropy warm-up, each batch:
 
-    1. ``L_c = (1/(nC)) sum_i KL(p_i || softmax(y^_i))``; look-ahead
-       ``theta_hat = theta - inner_lr * grad L_c`` (second order in ``y^``);
-    2. ``y^ <- y^ - meta_lr * dL_meta(theta_hat)/dy^`` on a clean meta batch;
-    3. an SGD step on ``L_c`` with the updated ``y^`` plus ``entropy_weight * L_e``,
-       ``L_e = -(1/(nC)) sum p log p``.
+    1. $L_c = \frac{1}{nC} \sum_i \mathrm{KL}(\mathbf p_i \,\|\, \mathrm{softmax}(\hat{\mathbf y}_i))$; look-ahead
+       $\hat\theta = \theta - \alpha \nabla_\theta L_c$ with $\alpha$ = ``inner_lr`` (second order in
+       $\hat{\mathbf y}$);
+    2. $\hat{\mathbf y} \leftarrow \hat{\mathbf y} - \beta\, \partial L_{meta}(\hat\theta) / \partial \hat{\mathbf y}$
+       with $\beta$ = ``meta_lr``, on a clean meta batch;
+    3. an SGD step on $L_c$ with the updated $\hat{\mathbf y}$ plus $\gamma L_e$ with $\gamma$ = ``entropy_weight`` and
+       $L_e = -\frac{1}{nC} \sum_i \sum_c p_{ic} \log p_{ic}$.
 
     Set-up for the GDW setting:
-    the authors' code (gorkemalgan/MSLG_noisy_label, ``main.py``) uses K = 10, ``alpha`` = 0.5,
+    the authors' code (github.com/gorkemalgan/MSLG_noisy_label) uses K = 10, ``alpha`` = 0.5,
     ``beta`` = 4000, ``gamma`` = 1 on CIFAR-10 and CIFAR-100; here they are ``init_scale``,
     ``inner_lr``, ``meta_lr`` and ``entropy_weight``, all kept but ``beta``.
 
@@ -155,21 +158,21 @@ class GenLabel(Method):
       Here the run has the GDW setting's epochs and cosine learning rate, and the warm-up is the
       same share of them, ``warmup_fraction = 44/120`` (29 of 80 epochs), rounded to whole epochs.
       Labels are initialised at the start, as in the code, and untouched during the warm-up.
-    - ``inner_lr = 0.5`` is MSLG's own look-ahead step, not the SGD learning rate. ``L_c`` is a
-      mean over n x C entries, 1/C of a batch mean, so this is a step of 0.05 on the scale of a
+    - ``inner_lr = 0.5`` is MSLG's own look-ahead step, not the SGD learning rate. $L_c$ is a
+      mean over $n \times C$ entries, $1/C$ of a batch mean, so this is a step of 0.05 on the scale of a
       batch-mean loss.
     - ``meta_lr = 400``, a tenth of MSLG's 4000, which is not sane here: MSLG's second stage runs at
       SGD learning rates 0.01 then 0.001, the GDW setting at 0.075 when the warm-up ends (cosine
       from 0.1). With 4000 the label logits jump by up to 70 in one visit, the reverse KL's logit
-      gradient ``p log(p / softmax(y^))`` grows with them, and within 40 iterations the network
+      gradient $\mathbf p \log(\mathbf p / \mathrm{softmax}(\hat{\mathbf y}))$ grows with them, and within 40 iterations the network
       predicts a single class (``cpu`` profile, test accuracy 10%, seeds 1 and 2; 2000 collapses
       too). With 400 training is stable (seeds 1-3) and a label logit moves by 0.02-0.03 per
       visit on average, by at most about 3. GDW's tables report Gen-label far above chance, so
       its version did not collapse either.
     - ``loss``: GDW does not say whether it kept MSLG's reverse KL (``"kl"``, the default) or
       trained on the cross-entropy with the soft label (``"ce"``: logit gradient
-      ``(p - softmax(y^)) / (nC)``, the form of design.md's table). Both are divided by C as the
-      code's mean over n x C is, so the other options keep their meaning in either.
+      $(\mathbf p - \mathrm{softmax}(\hat{\mathbf y})) / (nC)$, the form of Soft-label's $(\mathbf p - \tilde{\mathbf y}) / n$).
+      Both are divided by $C$ as the code's mean over $n \times C$ is, so the other options keep their meaning in either.
     - The meta set is the GDW setting's clean meta set (the code's default ``--clean_data 1``).
     - The learned labels are exported as ``soft_labels`` (softmax) and ``label_logits``.
     """

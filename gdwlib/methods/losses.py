@@ -87,19 +87,19 @@ def class_balanced_weights(counts: Sequence[int] | np.ndarray, beta: float) -> T
 
 
 class Focal(LogitGradientMethod):
-    """Focal loss (Lin et al. 2017) in its multi-class softmax form, ``FL = -(1 - p_t)^gamma log p_t``,
-    sent into the logits as ``dFL/dz / n``.
+    r"""Focal loss (Lin et al. 2017) in its multi-class softmax form, $\mathrm{FL} = -(1 - p_t)^\gamma \log p_t$,
+    sent into the logits as $G_i = \partial \mathrm{FL}_i / \partial \mathbf z_i / n$.
 
     Set-up for the GDW setting:
 
-    - Softmax focal loss without the class factor alpha_t: the GDW paper's tables are image
+    - Softmax focal loss without the class factor $\alpha_t$: the GDW paper's tables are image
       classification, where the softmax form is the usual one; Lin et al.'s per-class sigmoid
-      form (with alpha = 0.25 and a bias prior) belongs to dense detection, and the
+      form (with $\alpha = 0.25$ and a bias prior) belongs to dense detection, and the
       class-balanced code's sigmoid focal loss needs its own bias initialisation. GDW does not
       say which form it used.
-    - ``gamma`` = 1.0 (option), the default of Cui et al.'s class-balanced code, the public code
+    - ``gamma`` $= \gamma$ = 1.0 (option), the default of Cui et al.'s class-balanced code, the public code
       closest to GDW's CIFAR experiments that implements focal loss; Lin et al.'s detection
-      value is ``gamma = 2`` (``--set option.gamma=2``). GDW does not state gamma.
+      value is $\gamma = 2$ (``--set option.gamma=2``). GDW does not state $\gamma$.
     - Same network, optimiser and 80-epoch cosine schedule as BaseModel; the training loss
       recorded per epoch is plain cross-entropy, as for every method.
     """
@@ -116,15 +116,15 @@ class Focal(LogitGradientMethod):
 
 
 class Balanced(LogitGradientMethod):
-    """Class-balanced softmax cross-entropy (Cui et al. 2019): instance i's cross-entropy is weighted
-    by its class's ``w_{y_i}``, so ``G = w_{y_i} (p_i - y_i) / n``.
+    r"""Class-balanced softmax cross-entropy (Cui et al. 2019): instance i's cross-entropy is weighted
+    by its class's $w_{y_i}$, so $G_i = w_{y_i} (\mathbf p_i - \mathbf y_i) / n$.
 
     Set-up for the GDW setting:
 
-    - Softmax variant with ``beta`` = 0.9999 (option), the value of the authors' class-balanced
+    - Softmax variant with ``beta`` $= \beta$ = 0.9999 (option), the value of the authors' class-balanced
       CIFAR script; the paper picks beta and the variant (softmax, sigmoid, focal) per data set
       from a grid, and GDW does not say which it used.
-    - Weights ``w_c = (1 - beta) / (1 - beta^{n_c})`` renormalised to sum to C, with ``n_c`` the
+    - Weights $w_c = (1 - \beta) / (1 - \beta^{n_c})$ renormalised to sum to $C$, with $n_c$ the
       count of training *labels* (the noisy ones where there is noise: what the learner sees),
       computed once from the training set. Under balanced label noise all counts are about
       equal and Balanced is close to BaseModel.
