@@ -81,7 +81,7 @@ def draw_two_stage_scheme(ax=None):
         stage2 = key in ("g", "omega2", "zm", "step3")
         ax.add_patch(FancyBboxPatch((x, y), w, h, boxstyle="round,pad=0.05",
                                     fc="#fde0c5" if stage2 else "#d6e6f5", ec="black", lw=0.8))
-        ax.text(x + w / 2, y + h / 2, text, ha="center", va="center", fontsize=8)
+        ax.text(x + w / 2, y + h / 2, text, ha="center", va="center", fontsize=9)
         centres[key] = (x, y, w, h)
 
     def arrow(a, b):
@@ -106,6 +106,6 @@ def draw_two_stage_scheme(ax=None):
     ax.plot([xm + wm + 0.05, right, right], [ym + hm / 2, ym + hm / 2, top], color="black", lw=1)
     ax.add_patch(FancyArrowPatch((right, top), (xp + wp + 0.05, top), arrowstyle="-|>", mutation_scale=12, lw=1))
     ax.text((right + xp + wp) / 2, top + 0.15, r"back-propagation (BP) of the meta loss, Step 2: $\nabla_\phi L_{meta}$",
-            fontsize=7, ha="center")
-    ax.text(0.1, 2.2, "blue: first stage and MW-Net's loop\norange: second stage (Steps 2-3)", fontsize=8)
+            fontsize=8, ha="center")
+    ax.text(0.1, 2.2, "blue: first stage and MW-Net's loop\norange: second stage (Steps 2-3)", fontsize=9)
     return ax
