@@ -117,7 +117,8 @@ def figure4(gdw: RunConfig, mwnet: RunConfig, instance: int, epoch: int, classes
         ax.bar(x + 0.2, after, 0.4, label="after ($\\omega'$)", color="#E69F00")
         ax.set_title(f"{title}, epoch {epoch + 1}")
         ax.set_ylabel("class-level weight")
-        ax.set_ylim(0, 1.4 * np.nanmax(w["tracked_rows"][epoch, k]))   # room for the legend above the bars
+        if np.isfinite(w["tracked_rows"][epoch, k]).any():   # a rehearsal's cut epoch may not reach it
+            ax.set_ylim(0, 1.4 * np.nanmax(w["tracked_rows"][epoch, k]))   # room for the legend above the bars
     axes[-1].set_xticks(np.arange(len(classes)), names, rotation=45, ha="right")
     axes[0].legend(loc="upper center", ncol=2, framealpha=0.9)
     return axes
@@ -292,7 +293,8 @@ def findings(stats: pd.DataFrame) -> pd.DataFrame:
         v, mean, se, n = judge(effect, size)
         text = text.replace("{effect}", f"{100 * mean:+.1f}" + ("" if np.isnan(se) else f" ± {100 * se:.1f}"))
         if n < 2:
-            text = ("one seed: no standard error; " + text) if n else "no finished runs"
+            text = ("one seed: no standard error; " + text) if n else ("no seed's runs recorded it (runs missing, "
+                                                                          "or cut before they reached it)")
         rows.append({"figure": key, "the paper says": described[key], "our runs show": text, "verdict": v, "seeds": n})
     return pd.DataFrame(rows)
 

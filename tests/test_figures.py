@@ -65,6 +65,10 @@ def test_one_seed_is_not_tested_and_says_why():
     out = findings(stats(clean_above_noisy=[0.95])).set_index("figure")
     assert (out["verdict"] == "not tested").all() and (out["seeds"] == 1).all()
     assert out.loc["figure3", "our runs show"].startswith("one seed: no standard error")
+    assert out.loc["figure4", "seeds"] == 1
+    nothing = findings(stats(clean_above_noisy=[np.nan, np.nan])).set_index("figure").loc["figure3"]
+    assert nothing["verdict"] == "not tested" and nothing["seeds"] == 0
+    assert nothing["our runs show"].startswith("no seed's runs recorded it")
     assert list(findings(stats(clean_above_noisy=[0.95])).columns) == ["figure", "the paper says", "our runs show",
                                                                        "verdict", "seeds"]
 
@@ -86,3 +90,17 @@ def test_increase_ratios_divide_counts_and_leave_empty_categories_nan():
     counts = np.array([[[3, 4], [0, 0]], [[1, 2], [5, 10]]])
     ratio = increase_ratios(counts)
     assert ratio[0, 0] == 0.75 and np.isnan(ratio[0, 1]) and ratio[1].tolist() == [0.5, 0.5]
+
+
+def test_figure4_draws_an_instance_that_a_cut_epoch_never_reached(monkeypatch):
+    import matplotlib
+    matplotlib.use("Agg")
+    from gdwlib import figures
+
+    rows = np.full((2, 1, 2, 3), np.nan)            # epoch 1 of 2: the instance was not seen
+    rows[1, 0] = [[0.5, 0.5, 0.5], [0.2, 0.4, 0.7]]
+    monkeypatch.setattr(figures, "weights", lambda config: {"tracked": np.array([7]), "tracked_rows": rows})
+    for epoch, top in ((0, None), (1, 1.4 * 0.7)):
+        axes = figures.figure4(None, None, 7, epoch, ["a", "b", "c"], (1, 0))
+        if top is not None:   # room above the tallest bar for the legend
+            assert axes[0].get_ylim()[1] == pytest.approx(top)
