@@ -268,8 +268,8 @@ def findings(stats: pd.DataFrame) -> pd.DataFrame:
     claims = {
         "figure3": (stats["clean above noisy"] - 0.5, None,
                     f"in the last epoch a clean instance's target weight is above a noisy one's in "
-                    f"{_pct(stats, 'clean above noisy')} of (clean, noisy) pairs (50%: no separation; the paper states "
-                    "no number)"),
+                    f"{_pct(stats, 'clean above noisy')} of (clean, noisy) pairs (ties count half; 50%: no separation; "
+                    "the paper states no number)"),
         "figure4": (np.minimum(stats["GDW splits"], stats["MW-Net lowers all"]) - 0.5, None,
                     f"over every iteration of the tracked noisy instances, GDW lowered the true class's weight and "
                     f"raised another non-target weight in {_pct(stats, 'GDW splits')}, MW-Net lowered all weights in "
