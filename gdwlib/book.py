@@ -33,13 +33,19 @@ FIGURE_FONT_PT = BODY_PX * 72 / FIGURE_DPI
 CSS_FILE = "gdw-book.css"
 # A cell's printed output (text, a traceback) wraps its long lines, as Jupyter shows them, instead
 # of hiding their ends behind a scroll bar that many browsers draw only while scrolling. Code a
-# reader may copy (the cells' sources) is left as written: keeping it narrow is the notebook's job.
+# reader may copy (the cells' sources) is left as written, in 12-px monospace (as GitHub shows
+# code), so that a line of tests/test_book.py's CODE_CHARS fits the cell: keeping it within that
+# is the notebook's job.
+CODE_PX = 12
 CSS = """
 .bd-article div.cell_output pre {
   white-space: pre-wrap;
   overflow-wrap: anywhere;
 }
-"""
+.bd-article div.cell_input pre {
+  font-size: %dpx;
+}
+""" % CODE_PX
 
 
 def hide_injected_parameters(path: str | Path) -> int:

@@ -46,7 +46,7 @@ class Runs:
     def __init__(self, frames: dict[str, pd.DataFrame], dataset: str):
         self.dataset = dataset
         self.frames = {k: f[f["column"].str.startswith(dataset + "/") | (f["column"] == dataset)]
-                       for k, f in frames.items() if f is not None}
+                       for k, f in frames.items() if f is not None and len(f)}
         both = pd.concat([f for f in self.frames.values()] or [pd.DataFrame(columns=["column", "paper_column"])])
         self.paper_of = dict(zip(both["column"], both["paper_column"]))
 

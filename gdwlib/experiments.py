@@ -123,7 +123,7 @@ def second_network_cells(profile: str = "cpu", **fields) -> list[Cell]:
     spec = SECOND_NETWORK.get(profile)
     if spec is None:
         return []
-    seeds = fields.pop("seeds", None) or spec["seeds"]
+    seeds = fields.pop("seeds", None) or _override_seeds(fields) or spec["seeds"]
     fields = {**fields, "model": spec["model"], "levels": fields.pop("levels", None) or spec["levels"]}
     return (table_cells("table2", profile, methods=["BaseModel"], seeds=seeds, **fields)
             + ablation_cells(profile, seeds=seeds, **fields))
@@ -135,7 +135,7 @@ def second_network_flip_cells(profile: str = "cpu", **fields) -> list[Cell]:
     spec = SECOND_NETWORK.get(profile)
     if spec is None or not spec["flip_levels"]:
         return []
-    fields = {**fields, "seeds": fields.get("seeds") or spec["seeds"], "model": spec["model"]}
+    fields = {**fields, "seeds": fields.get("seeds") or _override_seeds(fields) or spec["seeds"], "model": spec["model"]}
     return table_cells("table3", profile, methods=["BaseModel", "MWNet", "GDW"], levels=spec["flip_levels"], **fields)
 
 

@@ -245,7 +245,8 @@ def comparison_table(frame: pd.DataFrame, method: str = "GDW") -> pd.DataFrame:
     standard error, followed by "better" or "worse" (for ``method``) where it is called."""
     def cell(row) -> str:
         call = {f"{method} better": " better", f"{row['versus']} better": " worse"}.get(row["verdict"], "")
-        return f"{row['difference']:+.2f} ± {row['standard error']:.2f}{call}"
+        spread = " (one seed)" if np.isnan(row["standard error"]) else f" ± {row['standard error']:.2f}"
+        return f"{row['difference']:+.2f}{spread}{call}"
     table = frame.assign(cell=frame.apply(cell, axis=1)).pivot(index="versus", columns="setting", values="cell")
     table = table.loc[list(dict.fromkeys(frame["versus"])), list(dict.fromkeys(frame["setting"]))]
     table.index.name, table.columns.name = f"{method} minus", None

@@ -39,3 +39,18 @@ def test_every_code_cell_of_an_experiment_page_is_hidden_or_removed(path):
             assert tags & {"remove-cell", "remove-input", "hide-input"}, cell.source[:80]
             if "parameters" in tags:
                 assert "remove-cell" in tags
+
+
+# The longest line of code a page shows whole: the code cell of a page is about 615 px wide inside
+# (tests/test_browser.py measures it) and its code gdwlib.book.CODE_PX (12) px monospace, about
+# 7.2 px a character.
+CODE_CHARS = 84
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "notebooks").glob("*.ipynb")), ids=lambda p: p.stem)
+def test_every_line_of_code_a_reader_can_open_fits_the_page(path):
+    nb = nbformat.read(path, as_version=4)
+    long = [(k, line) for k, cell in enumerate(nb.cells) if cell.cell_type == "code"
+            and not set(cell.metadata.get("tags", [])) & {"remove-cell", "remove-input"}
+            for line in cell.source.splitlines() if len(line) > CODE_CHARS]
+    assert not long, f"code lines over {CODE_CHARS} characters (cell, line): {long[:5]}"

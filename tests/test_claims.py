@@ -191,3 +191,10 @@ def test_the_rule_states_the_error_rate_of_two_standard_errors():
     text = verdict_rule([3, 5])
     assert f"{100 * (1 - 2 / np.sqrt(6)):.0f}% of the time with 3 seeds" in text
     assert "12% of the time with 5 seeds" in text
+
+
+def test_a_group_of_runs_with_no_cells_is_not_tested():
+    # collect([]) is a frame without columns: the smoke profile's second network has no flip runs
+    frames = noise_tables([80.0, 81.0, 82.0])
+    verdicts = verdicts_of({"uniform": frames["uniform"], "flip": pd.DataFrame([])})
+    assert verdicts["consistent_gain_over_mwnet"] == "not tested" and verdicts["gdw_best_noise"] == "held"
