@@ -58,7 +58,7 @@ class CoTeaching(Method):
 
     Set-up for the GDW setting:
 
-    - Both networks use the GDW setting's network, SGD and 80-epoch cosine schedule, not the
+    - Both networks use the GDW setting's network, SGD and cosine schedule over the setting's epochs, not the
       authors' 9-layer CNN and Adam schedule (200 epochs, linear decay from epoch 80 with beta1
       switching to 0.1): all methods share one schedule. GDW does not say which optimiser it
       used for Co-teaching.

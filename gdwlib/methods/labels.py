@@ -156,7 +156,7 @@ class GenLabel(Method):
 
     - Schedule: the code trains 44 warm-up epochs of 120 on CIFAR-10 (21 of 60 on CIFAR-100).
       Here the run has the GDW setting's epochs and cosine learning rate, and the warm-up is the
-      same share of them, ``warmup_fraction = 44/120`` (29 of 80 epochs), rounded to whole epochs.
+      same share of them, ``warmup_fraction = 44/120`` (29 of the paper setting's 80 epochs), rounded to whole epochs.
       Labels are initialised at the start, as in the code, and untouched during the warm-up.
     - ``inner_lr = 0.5`` is MSLG's own look-ahead step, not the SGD learning rate. $L_c$ is a
       mean over $n \times C$ entries, $1/C$ of a batch mean, so this is a step of 0.05 on the scale of a

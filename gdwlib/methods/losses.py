@@ -100,7 +100,7 @@ class Focal(LogitGradientMethod):
     - ``gamma`` $= \gamma$ = 1.0 (option), the default of Cui et al.'s class-balanced code, the public code
       closest to GDW's CIFAR experiments that implements focal loss; Lin et al.'s detection
       value is $\gamma = 2$ (``--set option.gamma=2``). GDW does not state $\gamma$.
-    - Same network, optimiser and 80-epoch cosine schedule as BaseModel; the training loss
+    - Same network, optimiser, epochs and cosine schedule as BaseModel; the training loss
       recorded per epoch is plain cross-entropy, as for every method.
     """
 
