@@ -92,11 +92,14 @@ def gap_table(gap: pd.DataFrame) -> pd.DataFrame:
     return table.loc[list(dict.fromkeys(zip(gap["network"], gap["setting"]))), list(dict.fromkeys(gap["reading"]))]
 
 
-def per_seed_table(frame: pd.DataFrame) -> pd.DataFrame:
-    """Each seed's accuracy under each reading, GDW beside its ablation: (network, setting, seed)
-    rows, (reading, method) columns."""
-    table = frame.pivot_table(index=["network", "setting", "seed"], columns=["reading", "method"], values="accuracy",
+def per_seed_table(frame: pd.DataFrame, method: str = "GDW", ablated: str = ABLATED) -> pd.DataFrame:
+    """Each seed's accuracy under each reading, GDW beside its ablation: (network, noise, seed) rows,
+    (reading, "with" / "without" the constraint) columns, narrow enough for the page."""
+    short = frame.assign(noise=frame["setting"].str.split(", ").str[-1],
+                         method=frame["method"].map({method: "with", ablated: "without"}))
+    table = short.pivot_table(index=["network", "noise", "seed"], columns=["reading", "method"], values="accuracy",
                               sort=False)
+    table.columns.names = ["reading", "constraint"]
     return table.round(2)
 
 

@@ -30,6 +30,9 @@ COLUMN_PX = 676
 # width in pixels is inches * FIGURE_DPI, and text of FIGURE_FONT_PT points is BODY_PX high.
 FIGURE_DPI = 100
 FIGURE_FONT_PT = BODY_PX * 72 / FIGURE_DPI
+# The widest figure shown at its own size: saved with bbox_inches="tight", as Jupyter's inline
+# backend does, a figure gains 0.1 in on either side.
+FIGURE_WIDTH_IN = COLUMN_PX / FIGURE_DPI - 0.2
 CSS_FILE = "gdw-book.css"
 # A cell's printed output (text, a traceback) wraps its long lines, as Jupyter shows them, instead
 # of hiding their ends behind a scroll bar that many browsers draw only while scrolling. Code a

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from .book import COLUMN_PX, FIGURE_DPI, FIGURE_FONT_PT
+from .book import FIGURE_DPI, FIGURE_FONT_PT, FIGURE_WIDTH_IN
 from .config import RunConfig
 from .data.build import build_data
 from .data.fashion_mnist import CLASSES as FASHION_CLASSES
@@ -74,7 +74,7 @@ def noisy_mask(config: RunConfig) -> np.ndarray:
 # Figures for the book's page (gdwlib.book's measures): drawn at FIGURE_DPI and at most COLUMN_PX
 # wide, they are shown at their own size, and text of FIGURE_FONT_PT points (about 12) is as
 # large as the body text; the notebook applies STYLE to every plot.
-WIDTH_IN = COLUMN_PX / FIGURE_DPI - 0.2   # bbox_inches="tight" adds 0.1 in on either side
+WIDTH_IN = FIGURE_WIDTH_IN
 STYLE = {"figure.dpi": FIGURE_DPI, **{key: max(12.0, FIGURE_FONT_PT) for key in (
     "font.size", "axes.labelsize", "xtick.labelsize", "ytick.labelsize", "legend.fontsize", "legend.title_fontsize")},
     "axes.titlesize": max(13.0, FIGURE_FONT_PT)}

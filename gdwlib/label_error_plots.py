@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from .book import FIGURE_WIDTH_IN
 from .label_errors import DETECTOR_NAMES, METRICS
 
 
@@ -24,7 +25,8 @@ def suspects_grid(issues: pd.DataFrame, truth: Mapping[str, str], n: int = 16, c
     """The ``n`` most suspect images, each titled with its given and suggested label; ``truth``
     maps a path to its true class, and the title is red where the given label is really wrong."""
     rows = -(-n // columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(2.0 * columns, 2.3 * rows))
+    side = FIGURE_WIDTH_IN / columns
+    fig, axes = plt.subplots(rows, columns, figsize=(FIGURE_WIDTH_IN, 1.2 * side * rows))
     for ax, (_, row) in zip(np.ravel(axes), issues.head(n).iterrows()):
         with Image.open(row["path"]) as image:
             ax.imshow(np.asarray(image), cmap="gray")
@@ -55,7 +57,7 @@ def detection_plot(frame: pd.DataFrame, network: str, metrics=("auroc", "precisi
     data = frame[frame.network == network]
     settings = list(dict.fromkeys(data["setting"]))
     detectors = list(dict.fromkeys(data["detector"]))
-    fig, axes = plt.subplots(len(metrics), 1, figsize=(8, 3.3 * len(metrics)), sharex=True)
+    fig, axes = plt.subplots(len(metrics), 1, figsize=(FIGURE_WIDTH_IN, 3.3 * len(metrics)), sharex=True)
     width = 0.8 / len(detectors)
     for ax, metric in zip(np.atleast_1d(axes), metrics):
         for k, detector in enumerate(detectors):

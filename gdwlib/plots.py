@@ -62,26 +62,26 @@ def draw_two_stage_scheme(ax=None):
     ax.set_xlim(0, 12.6)
     ax.set_ylim(0, 6.6)
     ax.axis("off")
-    w, h = 1.9, 1.1
+    w, h = 2.7, 1.1
+    col = [0.1, 3.2, 6.3, 9.4]
     boxes = {
-        "loss": (0.1, 3.6, r"losses $\ell_i$"),
-        "vnet": (2.5, 3.6, "weighting\nnetwork $\\phi$"),
-        "w": (4.9, 3.6, r"$w_i$"),
-        "omega": (7.3, 3.6, "$\\omega_i = w_i\\,\\mathbf{1}$\n(clone C times)"),
-        "step1": (9.7, 3.6, "Step 1: virtual step\n$\\hat\\theta(\\phi)$ (Eq. 9)"),
-        "meta": (9.7, 1.9, "meta loss\n$L_{meta}(\\hat\\theta)$"),
-        "g": (7.3, 1.9, "$g_i = \\partial L_{meta}/\\partial \\omega_i$\n(intermediate, in BP)"),
-        "omega2": (4.9, 1.9, "$\\omega'_i = \\omega_i \\ominus \\eta_\\omega g_i$\n(Eq. 11)"),
-        "zm": (4.9, 0.2, "zero-mean\nconstraint (Eq. 4)"),
-        "step3": (7.3, 0.2, "Step 3: update $\\theta$\nwith $\\omega'_i$ (Eq. 12)"),
-        "phi": (2.5, 5.3, "Step 2: update $\\phi$\n(Eq. 10)"),
+        "loss": (col[0], 3.6, r"losses $\ell_i$"),
+        "vnet": (col[1], 3.6, "weighting\nnetwork $\\phi$"),
+        "omega": (col[2], 3.6, "$w_i$, cloned C times:\n$\\omega_i = w_i\\,\\mathbf{1}$"),
+        "step1": (col[3], 3.6, "Step 1: virtual\nstep $\\hat\\theta(\\phi)$ (Eq. 9)"),
+        "meta": (col[3], 1.9, "meta loss\n$L_{meta}(\\hat\\theta)$"),
+        "g": (col[2], 1.9, "$g_i = \\partial L_{meta}/\\partial \\omega_i$\n(within the BP)"),
+        "omega2": (col[1], 1.9, "$\\omega'_i = \\omega_i \\ominus \\eta_\\omega g_i$\n(Eq. 11)"),
+        "zm": (col[1], 0.2, "zero-mean\nconstraint (Eq. 4)"),
+        "step3": (col[2], 0.2, "Step 3: update $\\theta$\nwith $\\omega'_i$ (Eq. 12)"),
+        "phi": (col[1], 5.3, "Step 2: update $\\phi$\n(Eq. 10)"),
     }
     centres = {}
     for key, (x, y, text) in boxes.items():
         stage2 = key in ("g", "omega2", "zm", "step3")
         ax.add_patch(FancyBboxPatch((x, y), w, h, boxstyle="round,pad=0.05",
                                     fc="#fde0c5" if stage2 else "#d6e6f5", ec="black", lw=0.8))
-        ax.text(x + w / 2, y + h / 2, text, ha="center", va="center", fontsize=9)
+        ax.text(x + w / 2, y + h / 2, text, ha="center", va="center", fontsize=10)
         centres[key] = (x, y, w, h)
 
     def arrow(a, b):
@@ -95,17 +95,17 @@ def draw_two_stage_scheme(ax=None):
                 ((xa + wa / 2, ya + ha), (xb + wb / 2, yb))
         ax.add_patch(FancyArrowPatch(start, end, arrowstyle="-|>", mutation_scale=12, lw=1))
 
-    for a, b in [("loss", "vnet"), ("vnet", "w"), ("w", "omega"), ("omega", "step1"), ("step1", "meta"),
+    for a, b in [("loss", "vnet"), ("vnet", "omega"), ("omega", "step1"), ("step1", "meta"),
                  ("meta", "g"), ("g", "omega2"), ("omega", "omega2"), ("omega2", "zm"), ("zm", "step3"),
                  ("phi", "vnet")]:
         arrow(a, b)
     # the same back-propagation reaches phi: around the top row, into the Step-2 update
     xm, ym, wm, hm = centres["meta"]
     xp, yp, wp, hp = centres["phi"]
-    right, top = xm + wm + 0.6, yp + hp / 2
+    right, top = xm + wm + 0.3, yp + hp / 2
     ax.plot([xm + wm + 0.05, right, right], [ym + hm / 2, ym + hm / 2, top], color="black", lw=1)
     ax.add_patch(FancyArrowPatch((right, top), (xp + wp + 0.05, top), arrowstyle="-|>", mutation_scale=12, lw=1))
-    ax.text((right + xp + wp) / 2, top + 0.15, r"back-propagation (BP) of the meta loss, Step 2: $\nabla_\phi L_{meta}$",
-            fontsize=8, ha="center")
-    ax.text(0.1, 2.2, "blue: first stage and MW-Net's loop\norange: second stage (Steps 2-3)", fontsize=9)
+    ax.text((right + xp + wp) / 2, top + 0.15, "back-propagation (BP) of\nthe meta loss: $\\nabla_\\phi L_{meta}$",
+            fontsize=10, ha="center", va="bottom")
+    ax.text(0.1, 1.6, "blue: first stage,\nMW-Net's loop\norange: second\nstage (Steps 2-3)", fontsize=10)
     return ax

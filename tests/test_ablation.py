@@ -71,3 +71,16 @@ def test_a_short_run_is_read_over_the_epochs_it_has():
     assert list(dict.fromkeys(r["reading"])) == ["last epoch", "mean of last 2"]
     assert r.set_index(["method", "reading"]).loc[(ABLATED, "mean of last 2"), "accuracy"] == 65.0
     assert "the last 2 of 2" in describe_window(2)
+
+
+def test_the_per_seed_table_puts_each_seeds_readings_side_by_side():
+    from gdwlib.ablation import per_seed_table
+
+    frame = pd.DataFrame([{"network": "MLP", "setting": "Fashion-MNIST, 40%", "method": m, "seed": s, "reading": r,
+                           "accuracy": a} for m, s, r, a in [("GDW", 1, "last epoch", 80.0),
+                                                             ("GDW (no constraint)", 1, "last epoch", 70.004),
+                                                             ("GDW", 2, "last epoch", 81.0),
+                                                             ("GDW (no constraint)", 2, "last epoch", 71.0)]])
+    table = per_seed_table(frame)
+    assert table.loc[("MLP", "40%", 1), ("last epoch", "without")] == 70.0
+    assert table.loc[("MLP", "40%", 2), ("last epoch", "with")] == 81.0
