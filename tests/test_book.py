@@ -54,3 +54,26 @@ def test_every_line_of_code_a_reader_can_open_fits_the_page(path):
             and not set(cell.metadata.get("tags", [])) & {"remove-cell", "remove-input"}
             for line in cell.source.splitlines() if len(line) > CODE_CHARS]
     assert not long, f"code lines over {CODE_CHARS} characters (cell, line): {long[:5]}"
+
+
+def test_the_books_equation_numbers_are_the_papers():
+    """Sphinx numbers labelled equations through the whole book in the order of _toc.yml: the paper's
+    Eq. 1-12 keep their numbers only if they are the book's only labelled equations, in that order."""
+    import re
+
+    import yaml
+
+    def pages(node):
+        for entry in node.get("parts", []) + node.get("chapters", []):
+            yield entry.get("file")
+            yield from pages(entry)
+
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    labels = []
+    for page in [toc["root"], *pages(toc)]:
+        page = page.replace("book/experiments/", "notebooks/")   # papermill runs these into the book
+        path = next(p for p in (ROOT / f"{page}.ipynb", ROOT / f"{page}.md") if p.exists())
+        texts = ([c.source for c in nbformat.read(path, as_version=4).cells if c.cell_type == "markdown"]
+                 if path.suffix == ".ipynb" else [path.read_text()])
+        labels += [m for text in texts for m in re.findall(r"\$\$\s*\((eq-[\w-]+)\)|:label:\s*(\S+)", text)]
+    assert [a or b for a, b in labels] == [f"eq-gdw-{k}" for k in range(1, 13)]
