@@ -407,3 +407,15 @@ def judge(runs: dict[str, pd.DataFrame], cost: dict | None = None) -> pd.DataFra
     second = (second_network_frames(runs["second network"], runs["second network, flip"])
               if len(runs["second network"]) else None)
     return claims_by_network({k: runs[k] for k in ("uniform", "flip", "long tail", "ablation")}, second, cost)
+
+
+def claims_markdown(claims: pd.DataFrame) -> str:
+    """:func:`claims_by_network`'s rows as Markdown: each claim by name with the paper's words, then
+    one line per network with its verdict and what our runs show."""
+    blocks = []
+    for key, group in claims.groupby("claim", sort=False):
+        lines = [f"**{CLAIM_NAMES[key]}.** The paper: {group['the paper says'].iloc[0]}."]
+        lines += [f"- {row['network']}: ***{row['verdict']}***. {row['our runs show'][:1].upper()}"
+                  f"{row['our runs show'][1:]}." for _, row in group.iterrows()]
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks)

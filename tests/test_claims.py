@@ -198,3 +198,16 @@ def test_a_group_of_runs_with_no_cells_is_not_tested():
     frames = noise_tables([80.0, 81.0, 82.0])
     verdicts = verdicts_of({"uniform": frames["uniform"], "flip": pd.DataFrame([])})
     assert verdicts["consistent_gain_over_mwnet"] == "not tested" and verdicts["gdw_best_noise"] == "held"
+
+
+def test_the_claims_read_as_text_each_with_the_papers_words_and_a_line_per_network():
+    from gdwlib.claims import claims_markdown
+
+    claims = pd.DataFrame([
+        {"claim": "longtail_0.01", "network": "MLP", "verdict": "direction only", "our runs show": "gap +1", "the paper says": "8.6"},
+        {"claim": "longtail_0.01", "network": "CNN", "verdict": "not tested", "our runs show": "no runs", "the paper says": "8.6"},
+        {"claim": "no_extra_cost", "network": "MLP", "verdict": "held", "our runs show": "ratio 0.9", "the paper says": "free"}])
+    assert claims_markdown(claims) == (
+        f"**{CLAIM_NAMES['longtail_0.01']}.** The paper: 8.6.\n- MLP: ***direction only***. Gap +1.\n"
+        "- CNN: ***not tested***. No runs.\n\n"
+        f"**{CLAIM_NAMES['no_extra_cost']}.** The paper: free.\n- MLP: ***held***. Ratio 0.9.")
