@@ -414,7 +414,8 @@ def claims_markdown(claims: pd.DataFrame) -> str:
     one line per network with its verdict and what our runs show."""
     blocks = []
     for key, group in claims.groupby("claim", sort=False):
-        lines = [f"**{CLAIM_NAMES[key]}.** The paper: {group['the paper says'].iloc[0]}."]
+        name = CLAIM_NAMES[key]
+        lines = [f"**{name[:1].upper()}{name[1:]}.** The paper: {group['the paper says'].iloc[0]}."]
         lines += [f"- {row['network']}: ***{row['verdict']}***. {row['our runs show'][:1].upper()}"
                   f"{row['our runs show'][1:]}." for _, row in group.iterrows()]
         blocks.append("\n".join(lines))

@@ -210,4 +210,4 @@ def test_the_claims_read_as_text_each_with_the_papers_words_and_a_line_per_netwo
     assert claims_markdown(claims) == (
         f"**{CLAIM_NAMES['longtail_0.01']}.** The paper: 8.6.\n- MLP: ***direction only***. Gap +1.\n"
         "- CNN: ***not tested***. No runs.\n\n"
-        f"**{CLAIM_NAMES['no_extra_cost']}.** The paper: free.\n- MLP: ***held***. Ratio 0.9.")
+        "**No extra cost over MW-Net.** The paper: free.\n- MLP: ***held***. Ratio 0.9.")

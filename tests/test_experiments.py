@@ -84,7 +84,8 @@ def test_report_notebook_judges_every_claim(workdir):
     nb = execute("15-report", workdir)
     claims = "\n".join(md for md in outputs(nb, "text/markdown") if "The paper:" in md)
     for key in CLAIMS:
-        assert f"**{CLAIM_NAMES[key]}.** The paper:" in claims
+        name = CLAIM_NAMES[key]
+        assert f"**{name[:1].upper()}{name[1:]}.** The paper:" in claims
     # every claim on each network: the MLP of the profile and the CNN without BatchNorm
     assert len(re.findall(r": \*\*\*(held|direction only|not held|not tested)\*\*\*\.", claims)) == 2 * len(CLAIMS)
     assert "- MLP 784-256-256-10 with BatchNorm: ***" in claims
