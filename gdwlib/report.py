@@ -154,7 +154,8 @@ def runs_behind(runs: pd.DataFrame, profile: str) -> str:
             "the summary page). This command retrains the first run below from scratch (with its result file "
             "present, it returns the finished run):</p>"
             f"<pre style='white-space:pre-wrap'>{html.escape(command_for(first['cell_config'], profile))}</pre>"
-            "<table><thead><tr><th>method</th><th>setting</th><th>runs, by seed</th></tr></thead>"
+            "<table><thead><tr><th scope='col'>method</th><th scope='col'>setting</th><th scope='col'>runs, by seed</th>"
+            "</tr></thead>"
             f"<tbody>{''.join(rows)}</tbody></table></details>"
             "<style>.gdw-runs code{font-size:75%;word-break:break-all}.gdw-runs td{vertical-align:top}</style>")
 
