@@ -160,7 +160,10 @@ const began = Date.now();
 const mathJax = () => window.MathJax && MathJax.startup && MathJax.startup.promise;
 const whenReady = () => mathJax() ? mathJax() : (!loadsMathJax || Date.now() - began > 60000) ? Promise.resolve()
     : new Promise(r => setTimeout(r, 100)).then(whenReady);
-whenReady().then(() => {
+// and for every image to finish loading or fail (a loaded machine serves them late)
+const imagesSettled = () => Promise.all([...document.images].map(i => i.complete ? null
+    : new Promise(r => { i.addEventListener('load', r); i.addEventListener('error', r); })));
+whenReady().then(imagesSettled).then(() => {
   const text = [...document.querySelectorAll('article')].map(a => {
     const copy = a.cloneNode(true);
     copy.querySelectorAll('pre, code, mjx-container, script, style, .cell_input, .MathJax_Preview')
