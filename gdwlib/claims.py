@@ -101,10 +101,12 @@ def best_among(frame: pd.DataFrame, method: str, column: str, allowed_above: int
 def claim_cost(runs: Runs, cost: dict | None) -> tuple[str, str]:
     if cost is None:
         return "no measurement of the time per iteration", NOT_TESTED
-    m = cost["machine"]
-    return (f"time per iteration, GDW / MW-Net = {cost['gdw_over_mwnet']:.2f}: ResNet-32, batch 100, CIFAR-shaped, "
-            f"the two interleaved in one process by benchmarks/bench_methods.py ({m['type']}: {m.get('name', '')}, "
-            f"{m.get('threads', '?')} threads); one measurement for every network",
+    m, ratios = cost["machine"], cost.get("round_ratios", [])
+    spread = (f" (median of {len(ratios)} rounds, each round's ratio between {min(ratios):.2f} and {max(ratios):.2f})"
+              if len(ratios) > 1 else "")
+    return (f"time per iteration, GDW / MW-Net = {cost['gdw_over_mwnet']:.2f}{spread}: ResNet-32, batch 100, "
+            f"CIFAR-shaped, the two interleaved in one process by benchmarks/bench_methods.py ({m['type']}: "
+            f"{m.get('name', '')}, {m.get('threads', '?')} threads); one measurement for every network",
             "held" if cost["gdw_over_mwnet"] <= 1.05 else "not held")
 
 

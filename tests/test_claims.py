@@ -1,4 +1,6 @@
 """The paper's claims judged on hand-made run tables, each verdict worked out by hand."""
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -211,3 +213,22 @@ def test_the_claims_read_as_text_each_with_the_papers_words_and_a_line_per_netwo
         f"**{CLAIM_NAMES['longtail_0.01']}.** The paper: 8.6.\n- MLP: ***direction only***. Gap +1.\n"
         "- CNN: ***not tested***. No runs.\n\n"
         "**No extra cost over MW-Net.** The paper: free.\n- MLP: ***held***. Ratio 0.9.")
+
+
+def test_the_cost_ratio_is_the_median_of_each_rounds_paired_ratio(tmp_path):
+    # Round 2 ran while the machine was loaded (both variants slow); per-round ratios are
+    # 100/110, 300/200 = 1.5 and 96/100 = 0.96 -> median 0.96, whereas the ratio of the two
+    # medians would be 100/110 = 0.91, and a ratio of means 1.21.
+    from gdwlib.claims import claim_cost
+    from gdwlib.report import iteration_cost
+
+    rounds = {"BaseModel": [40, 90, 41], "MWNet": [110, 200, 100], "GDW": [100, 300, 96]}
+    variants = {k: {"ms_median": float(np.median(v)), "ms_rounds": v} for k, v in rounds.items()}
+    (tmp_path / "benchmark.json").write_text(json.dumps({"shapes": {"cifar": {"variants": variants}},
+                                                        "machine": CPU}))
+    cost = iteration_cost(str(tmp_path))
+    assert cost["gdw_over_mwnet"] == pytest.approx(0.96)
+    assert cost["round_ratios"] == pytest.approx([100 / 110, 1.5, 0.96])
+    shown, verdict = claim_cost(None, cost)
+    assert verdict == "held"
+    assert "median of 3 rounds, each round's ratio between 0.91 and 1.50" in shown
