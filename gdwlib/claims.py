@@ -30,7 +30,7 @@ CLAIM_NAMES = {
     "beats_label_methods": "GDW above Soft-label and Gen-label",
     "zero_mean_needed": "the zero-mean constraint is needed",
     "gdw_best_long_tail": "GDW best on long-tailed sets",
-    "longtail_0.01": "GDW 8.6 points above MW-Net at mu = 0.01",
+    "longtail_0.01": "GDW 8.6 points above MW-Net at μ = 0.01",
     "insw_competitive": "INSW competitive on long-tailed sets",
     "finetuning_hurts_long_tail": "fine-tuning hurts on long-tailed sets",
     "clothing1m_best": "GDW best on Clothing1M",
@@ -71,10 +71,10 @@ class Runs:
 
 
 def setting(table: str, column: str) -> str:
-    """A column of a table in words: "40% uniform", "20% flip", "mu = 0.1"."""
+    """A column of a table in words: "40% uniform", "20% flip", "μ = 0.1"."""
     level = column.split("/")[-1]
     if table == "long tail":
-        return f"mu = {level}"
+        return f"μ = {level}"
     return f"{float(level):.0%} {table}" if table in ("uniform", "flip") else f"{column} ({table})"
 
 
@@ -411,14 +411,20 @@ def judge(runs: dict[str, pd.DataFrame], cost: dict | None = None) -> pd.DataFra
     return claims_by_network({k: runs[k] for k in ("uniform", "flip", "long tail", "ablation")}, second, cost)
 
 
+def sentence_start(text: str) -> str:
+    """``text`` opening a sentence: a first Latin letter in capitals; a symbol such as μ as it is,
+    since its capital (Μ) reads as a Latin M."""
+    return text[:1].upper() + text[1:] if text[:1].isascii() else text
+
+
 def claims_markdown(claims: pd.DataFrame) -> str:
     """:func:`claims_by_network`'s rows as Markdown: each claim by name with the paper's words, then
     one line per network with its verdict and what our runs show."""
     blocks = []
     for key, group in claims.groupby("claim", sort=False):
         name = CLAIM_NAMES[key]
-        lines = [f"**{name[:1].upper()}{name[1:]}.** The paper: {group['the paper says'].iloc[0]}."]
-        lines += [f"- {row['network']}: ***{row['verdict']}***. {row['our runs show'][:1].upper()}"
-                  f"{row['our runs show'][1:]}." for _, row in group.iterrows()]
+        lines = [f"**{sentence_start(name)}.** The paper: {group['the paper says'].iloc[0]}."]
+        lines += [f"- {row['network']}: ***{row['verdict']}***. {sentence_start(row['our runs show'])}."
+                  for _, row in group.iterrows()]
         blocks.append("\n".join(lines))
     return "\n\n".join(blocks)

@@ -207,11 +207,11 @@ def test_the_claims_read_as_text_each_with_the_papers_words_and_a_line_per_netwo
 
     claims = pd.DataFrame([
         {"claim": "longtail_0.01", "network": "MLP", "verdict": "direction only", "our runs show": "gap +1", "the paper says": "8.6"},
-        {"claim": "longtail_0.01", "network": "CNN", "verdict": "not tested", "our runs show": "no runs", "the paper says": "8.6"},
+        {"claim": "longtail_0.01", "network": "CNN", "verdict": "not tested", "our runs show": "μ = 1: no runs", "the paper says": "8.6"},
         {"claim": "no_extra_cost", "network": "MLP", "verdict": "held", "our runs show": "ratio 0.9", "the paper says": "free"}])
     assert claims_markdown(claims) == (
         f"**{CLAIM_NAMES['longtail_0.01']}.** The paper: 8.6.\n- MLP: ***direction only***. Gap +1.\n"
-        "- CNN: ***not tested***. No runs.\n\n"
+        "- CNN: ***not tested***. μ = 1: no runs.\n\n"   # not "Μ", a capital mu that reads as M
         "**No extra cost over MW-Net.** The paper: free.\n- MLP: ***held***. Ratio 0.9.")
 
 
