@@ -41,7 +41,7 @@ def describe_run(config: RunConfig) -> str:
     c = r["config"]
     setting = (f"{c['ratio']:.0%} {c['noise']} noise" if c["noise"] != "none" else "clean labels")
     if c["imbalance"] < 1:
-        setting += f", long-tailed with mu = {c['imbalance']:g}"
+        setting += f", long-tailed with μ = {c['imbalance']:g}"
     warning = describe_override(c.get("override"))
     return ((f"**{warning}.** " if warning else "") + f"{c['method']} on {DATASET_NAMES.get(c['dataset'], c['dataset'])} ({setting}), "
             f"{MODEL_NAMES.get(c['model'], c['model'])}, {r['data']['train_size']:,} training images, "
