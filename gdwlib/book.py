@@ -11,7 +11,9 @@ stay in the notebook, which the page's download button gives).
 The module is also a Sphinx extension (``_config.yml``): sphinx-thebe registers its inline
 settings script twice, so every page declared ``const THEBE_JS_URL`` twice and the browser
 reported a syntax error on each; :func:`unique_scripts` drops the repeat. It also adds the
-book's own style sheet (:data:`CSS`), written into ``_static`` when the build finishes.
+book's own style sheet (:data:`CSS`), written into ``_static`` when the build finishes, and the
+bibliography style :data:`BIB_STYLE`, whose list labels ("Chen et al., 2021") read as the
+author-year citations in the text do.
 """
 from __future__ import annotations
 
@@ -40,6 +42,8 @@ CSS_FILE = "gdw-book.css"
 # code), so that a line of tests/test_book.py's CODE_CHARS fits the cell: keeping it within that
 # is the notebook's job.
 CODE_PX = 12
+# The pybtex style the references page is written in (``bibtex_default_style`` in _config.yml).
+BIB_STYLE = "gdw-author-year"
 CSS = """
 .bd-article div.cell_output pre {
   white-space: pre-wrap;
@@ -86,7 +90,52 @@ def write_css(app, exception) -> None:
         (static / CSS_FILE).write_text(CSS)
 
 
+def author_year_label(entry) -> str:
+    """The list label of a pybtex entry as the text cites it: "Krizhevsky, 2009", "Algan and
+    Ulusoy, 2020", "Chen et al., 2021" (last names with their TeX accents resolved)."""
+    from pybtex.richtext import Text
+
+    people = entry.persons.get("author") or entry.persons.get("editor") or []
+    names = [Text.from_latex(" ".join(p.prelast_names + p.last_names)).render_as("text") for p in people]
+    who = names[0] + " et al." if len(names) > 2 else " and ".join(names) or entry.key
+    return f"{who}, {entry.fields.get('year', 'n.d.')}"
+
+
+def author_year_labels(entries) -> list[str]:
+    """:func:`author_year_label` of each entry, a year shared by two labels told apart as the
+    author-year style does (2021a, 2021b, in list order)."""
+    from collections import Counter
+
+    labels = [author_year_label(e) for e in entries]
+    shared, seen = Counter(labels), Counter()
+    out = []
+    for label in labels:
+        seen[label] += 1
+        out.append(label + "abcdefghijklmnopqrstuvwxyz"[seen[label] - 1] if shared[label] > 1 else label)
+    return out
+
+
+def register_bib_style() -> None:
+    """Register :data:`BIB_STYLE` with pybtex: the plain style's entries, sorted by author and
+    year, under :func:`author_year_labels`."""
+    from pybtex.plugin import register_plugin
+    from pybtex.style.formatting.unsrt import Style
+    from pybtex.style.labels import BaseLabelStyle
+
+    class Labels(BaseLabelStyle):
+        def format_labels(self, sorted_entries):
+            return iter(author_year_labels(sorted_entries))
+
+    class AuthorYear(Style):
+        default_label_style = BIB_STYLE
+        default_sorting_style = "author_year_title"
+
+    register_plugin("pybtex.style.labels", BIB_STYLE, Labels, force=True)
+    register_plugin("pybtex.style.formatting", BIB_STYLE, AuthorYear, force=True)
+
+
 def setup(app):
+    register_bib_style()
     app.connect("html-page-context", unique_scripts)
     app.connect("build-finished", write_css)
     app.add_css_file(CSS_FILE)

@@ -78,3 +78,22 @@ def test_the_books_equation_numbers_are_the_papers():
                  if path.suffix == ".ipynb" else [path.read_text()])
         labels += [m for text in texts for m in re.findall(r"\$\$\s*\((eq-[\w-]+)\)|:label:\s*(\S+)", text)]
     assert [a or b for a, b in labels] == [f"eq-gdw-{k}" for k in range(1, 13)]
+
+
+def test_the_references_list_is_labelled_as_the_text_cites():
+    pytest.importorskip("pybtex")
+    from pybtex.database import parse_string
+
+    from gdwlib.book import author_year_labels
+
+    bib = parse_string(r"""
+    @book{one, author = {Krizhevsky, Alex}, year = {2009}}
+    @article{two, author = {Algan, G{\"o}rkem and Ulusoy, {\.I}lkay}, year = {2020}}
+    @article{many, author = {Lin, Tsung-Yi and Goyal, Priya and Doll{\'a}r, Piotr}, year = {2017}}
+    @article{same1, author = {Chen, Can and Zheng, Shuhao and Chen, Xi}, year = {2021}}
+    @article{same2, author = {Chen, Can and Dou, Dejing and Liu, Xue}, year = {2021}}
+    @misc{van, author = {van der Maaten, Laurens and Hinton, Geoffrey}, year = {2008}}
+    """, "bibtex")
+    assert author_year_labels(bib.entries.values()) == [
+        "Krizhevsky, 2009", "Algan and Ulusoy, 2020", "Lin et al., 2017", "Chen et al., 2021a", "Chen et al., 2021b",
+        "van der Maaten and Hinton, 2008"]
