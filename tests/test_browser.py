@@ -345,3 +345,11 @@ def test_no_display_plumbing_shown(reader_views, page):
     shown = [c["name"] for c in reader_views(page)["shownCode"] if re.search(r"\bIPython\b", c["code"])]
     assert not shown, (f"{page}: code cells shown that only display the page's content (IPython.display); "
                        f"tag them hide-input or remove-input:\n" + "\n".join(shown))
+
+
+def test_the_references_are_listed_as_the_text_cites_them(reader_views):
+    labels = re.findall(r"^\[([^\]\n]+)\]", reader_views("book/references")["text"], re.M)
+    assert labels, "no labelled entry on the references page"
+    odd = [label for label in labels if not re.fullmatch(r"\S.*, (\d{4}[a-z]?|n\.d\.)", label)]
+    assert not odd, (f"references labelled otherwise than the text's author-year citations: {odd} "
+                     "(bibtex_default_style in _config.yml should be gdwlib.book.BIB_STYLE)")
