@@ -79,13 +79,12 @@ def test_figures_notebook_writes_the_four_figures_and_the_ablation(workdir):
 
 
 def test_report_notebook_judges_every_claim(workdir):
-    from gdwlib.claims import CLAIM_NAMES, CLAIMS
+    from gdwlib.claims import CLAIM_NAMES, CLAIMS, sentence_start
 
     nb = execute("15-report", workdir)
     claims = "\n".join(md for md in outputs(nb, "text/markdown") if "The paper:" in md)
     for key in CLAIMS:
-        name = CLAIM_NAMES[key]
-        assert f"**{name[:1].upper()}{name[1:]}.** The paper:" in claims
+        assert f"**{sentence_start(CLAIM_NAMES[key])}.** The paper:" in claims
     # every claim on each network: the MLP of the profile and the CNN without BatchNorm
     assert len(re.findall(r": \*\*\*(held|direction only|not held|not tested)\*\*\*\.", claims)) == 2 * len(CLAIMS)
     assert "- MLP 784-256-256-10 with BatchNorm: ***" in claims
